@@ -1,0 +1,151 @@
+//! `entra`: Microsoft Entra ID tokens for confidential applications, from the command line.
+//!
+//! `entra emulator` runs the offline, Entra-compatible token service of the `entra-emulator`
+//! crate.
+
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use entra_emulator::{Emulator, EmulatorConfig};
+
+/// Microsoft Entra ID access tokens for confidential applications.
+#[derive(Debug, Parser)]
+#[command(name = "entra", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the offline Entra ID emulator on 127.0.0.1 until interrupted.
+    ///
+    /// With no --config it registers the documented sample: tenant
+    /// contoso.onmicrosoft.com with a middle-tier API (secret and certificate), a workload
+    /// with a federated credential, a downstream API and one user. It writes a JSON info file
+    /// naming its URL, its CA certificate and every credential.
+    Emulator(EmulatorArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct EmulatorArgs {
+    /// A TOML configuration file (see the entra-emulator crate's `EmulatorConfig`).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// The port to listen on; 0 picks a free one.
+    #[arg(long, default_value_t = 0)]
+    port: u16,
+    /// Where to write the CA and application key material.
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    /// Where to write the info file; `<state dir>/info.json` by default.
+    #[arg(long, value_name = "FILE")]
+    info_file: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("ENTRA_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = runtime.block_on(async {
+        match cli.command {
+            Command::Emulator(args) => run_emulator(args).await,
+        }
+    });
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_emulator(args: EmulatorArgs) -> anyhow::Result<()> {
+    let config = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            EmulatorConfig::from_toml(&text)
+                .with_context(|| format!("invalid configuration in {}", path.display()))?
+        }
+        None => EmulatorConfig::sample(),
+    };
+    let state_dir = match args.state_dir {
+        Some(dir) => dir,
+        None => std::env::temp_dir().join(format!("entra-emulator-{}", std::process::id())),
+    };
+    let emulator = Emulator::builder()
+        .config(config)
+        .port(args.port)
+        .state_dir(&state_dir)
+        .start()
+        .await
+        .context("cannot start the emulator")?;
+    let info_file = args
+        .info_file
+        .unwrap_or_else(|| state_dir.join("info.json"));
+    emulator
+        .write_info_file(&info_file)
+        .context("cannot write the info file")?;
+
+    println!("entra emulator listening on {}", emulator.url());
+    println!("  CA certificate: {}", emulator.ca_pem_path().display());
+    println!("  info file:      {}", info_file.display());
+    for tenant in emulator.info().tenants {
+        println!("  tenant {} ({})", tenant.id, tenant.domains.join(", "));
+        for app in tenant.applications {
+            println!("    application {} {}", app.client_id, app.name);
+        }
+        for user in tenant.users {
+            println!("    user {} {}", user.object_id, user.upn);
+        }
+    }
+    println!("Press Ctrl-C to stop.");
+
+    shutdown_signal().await;
+    emulator.shutdown();
+    Ok(())
+}
+
+/// Waits for Ctrl-C or, on Unix, SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

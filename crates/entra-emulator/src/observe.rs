@@ -1,0 +1,346 @@
+//! What tests observe and steer: the request log, counters and fault injection.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::{Deserialize, Serialize};
+
+/// The most requests the log keeps; older ones are dropped first.
+const LOG_CAPACITY: usize = 10_000;
+
+/// Form fields whose values are secrets: the log shows that they were sent, never what.
+const SECRET_FIELDS: &[&str] = &[
+    "client_secret",
+    "client_assertion",
+    "assertion",
+    "refresh_token",
+    "password",
+    "code",
+];
+
+/// Headers whose values are secrets.
+const SECRET_HEADERS: &[&str] = &["authorization", "cookie"];
+
+/// One request as the emulator saw it.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct RequestRecord {
+    /// Seconds since the Unix epoch, with fractions.
+    pub time: f64,
+    /// The HTTP method.
+    pub method: String,
+    /// The path, without the query.
+    pub path: String,
+    /// The query string, if any.
+    pub query: Option<String>,
+    /// Request headers (secret ones redacted), lower-case names.
+    pub headers: BTreeMap<String, String>,
+    /// Form fields of a token request, secret values replaced by `[redacted]`.
+    pub form: BTreeMap<String, String>,
+    /// How the client authenticated, such as `client_secret`, `certificate PS256 x5t#S256`,
+    /// `certificate RS256 x5t x5c` or `federated`.
+    pub client_auth: Option<String>,
+    /// The response status.
+    pub status: u16,
+    /// The AADSTS code of an error response.
+    pub error_code: Option<u32>,
+    /// The fault injected into this request, if any.
+    pub fault: Option<String>,
+}
+
+impl RequestRecord {
+    pub(crate) fn redact_form(fields: &[(String, String)]) -> BTreeMap<String, String> {
+        fields
+            .iter()
+            .map(|(name, value)| {
+                let shown = if SECRET_FIELDS.contains(&name.as_str()) {
+                    "[redacted]".to_owned()
+                } else {
+                    value.clone()
+                };
+                (name.clone(), shown)
+            })
+            .collect()
+    }
+
+    pub(crate) fn redact_headers(headers: &axum::http::HeaderMap) -> BTreeMap<String, String> {
+        headers
+            .iter()
+            .map(|(name, value)| {
+                let shown = if SECRET_HEADERS.contains(&name.as_str()) {
+                    "[redacted]".to_owned()
+                } else {
+                    String::from_utf8_lossy(value.as_bytes()).into_owned()
+                };
+                (name.as_str().to_owned(), shown)
+            })
+            .collect()
+    }
+}
+
+/// Totals since start (or since the last reset).
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+pub struct Counters {
+    /// Every request.
+    pub requests: u64,
+    /// Requests to a token endpoint.
+    pub token_requests: u64,
+    /// Access tokens issued.
+    pub tokens_issued: u64,
+    /// Error responses from the token endpoint.
+    pub token_errors: u64,
+    /// Requests that met an injected fault.
+    pub faults_injected: u64,
+    /// Instance discovery requests.
+    pub instance_discovery_requests: u64,
+    /// OpenID configuration requests.
+    pub openid_configuration_requests: u64,
+}
+
+#[derive(Default)]
+pub(crate) struct AtomicCounters {
+    requests: AtomicU64,
+    token_requests: AtomicU64,
+    tokens_issued: AtomicU64,
+    token_errors: AtomicU64,
+    faults_injected: AtomicU64,
+    instance_discovery_requests: AtomicU64,
+    openid_configuration_requests: AtomicU64,
+}
+
+/// Which counter to bump.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Counter {
+    Requests,
+    TokenRequests,
+    TokensIssued,
+    TokenErrors,
+    FaultsInjected,
+    InstanceDiscovery,
+    OpenIdConfiguration,
+}
+
+impl AtomicCounters {
+    pub(crate) fn bump(&self, counter: Counter) {
+        let cell = match counter {
+            Counter::Requests => &self.requests,
+            Counter::TokenRequests => &self.token_requests,
+            Counter::TokensIssued => &self.tokens_issued,
+            Counter::TokenErrors => &self.token_errors,
+            Counter::FaultsInjected => &self.faults_injected,
+            Counter::InstanceDiscovery => &self.instance_discovery_requests,
+            Counter::OpenIdConfiguration => &self.openid_configuration_requests,
+        };
+        cell.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn snapshot(&self) -> Counters {
+        let read = |cell: &AtomicU64| cell.load(Ordering::Relaxed);
+        Counters {
+            requests: read(&self.requests),
+            token_requests: read(&self.token_requests),
+            tokens_issued: read(&self.tokens_issued),
+            token_errors: read(&self.token_errors),
+            faults_injected: read(&self.faults_injected),
+            instance_discovery_requests: read(&self.instance_discovery_requests),
+            openid_configuration_requests: read(&self.openid_configuration_requests),
+        }
+    }
+
+    pub(crate) fn reset(&self) {
+        for cell in [
+            &self.requests,
+            &self.token_requests,
+            &self.tokens_issued,
+            &self.token_errors,
+            &self.faults_injected,
+            &self.instance_discovery_requests,
+            &self.openid_configuration_requests,
+        ] {
+            cell.store(0, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The bounded request log.
+#[derive(Default)]
+pub(crate) struct RequestLog {
+    records: Mutex<VecDeque<RequestRecord>>,
+}
+
+impl RequestLog {
+    pub(crate) fn push(&self, record: RequestRecord) {
+        let mut records = lock(&self.records);
+        if records.len() == LOG_CAPACITY {
+            records.pop_front();
+        }
+        records.push_back(record);
+    }
+
+    pub(crate) fn snapshot(&self) -> Vec<RequestRecord> {
+        lock(&self.records).iter().cloned().collect()
+    }
+
+    pub(crate) fn clear(&self) {
+        lock(&self.records).clear();
+    }
+}
+
+/// A fault to inject into the next `count` requests whose path ends with `path`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultRule {
+    /// Matches a request whose path ends with this text (`/oauth2/v2.0/token` matches every
+    /// tenant's token endpoint); `*` matches every path except the admin endpoints.
+    pub path: String,
+    /// How many matching requests meet the fault; 1 when absent.
+    #[serde(default = "one")]
+    pub count: u32,
+    /// What happens to them.
+    pub fault: Fault,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// What an injected fault does to a request.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Fault {
+    /// Answer with this status, an Entra-shaped `temporarily_unavailable` body and, when
+    /// given, a `Retry-After` header (seconds).
+    Status {
+        /// The HTTP status code.
+        status: u16,
+        /// The `Retry-After` header value, in seconds.
+        #[serde(default)]
+        retry_after: Option<u64>,
+    },
+    /// Wait this long, then handle the request normally.
+    Delay {
+        /// The added latency in milliseconds.
+        millis: u64,
+    },
+    /// Close the connection without answering.
+    Drop,
+    /// Answer 200 with a `Content-Length` longer than the body, then close the connection.
+    Truncate,
+    /// Answer 200 with bytes that are not JSON.
+    Garbage,
+    /// Answer with an HTML error page, as a proxy in front of Entra might.
+    Html {
+        /// The HTTP status code; 502 when absent.
+        #[serde(default)]
+        status: Option<u16>,
+    },
+}
+
+impl Fault {
+    pub(crate) fn label(&self) -> String {
+        match self {
+            Self::Status { status, .. } => format!("status {status}"),
+            Self::Delay { millis } => format!("delay {millis}ms"),
+            Self::Drop => "drop".to_owned(),
+            Self::Truncate => "truncate".to_owned(),
+            Self::Garbage => "garbage".to_owned(),
+            Self::Html { .. } => "html".to_owned(),
+        }
+    }
+}
+
+/// Armed fault rules.
+#[derive(Default)]
+pub(crate) struct Faults {
+    rules: Mutex<Vec<FaultRule>>,
+}
+
+impl Faults {
+    pub(crate) fn add(&self, rule: FaultRule) {
+        if rule.count > 0 {
+            lock(&self.rules).push(rule);
+        }
+    }
+
+    pub(crate) fn clear(&self) {
+        lock(&self.rules).clear();
+    }
+
+    /// Takes one use of the first rule matching `path`.
+    pub(crate) fn take(&self, path: &str) -> Option<Fault> {
+        let mut rules = lock(&self.rules);
+        let index = rules.iter().position(|rule| {
+            (rule.path == "*" && !path.starts_with(crate::admin::ADMIN_PREFIX))
+                || (rule.path != "*" && path.ends_with(&rule.path))
+        })?;
+        let rule = &mut rules[index];
+        rule.count -= 1;
+        let fault = rule.fault.clone();
+        if rule.count == 0 {
+            rules.remove(index);
+        }
+        Some(fault)
+    }
+}
+
+/// Locks a mutex, carrying on if a panicking thread poisoned it: every structure guarded here
+/// stays consistent between statements.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_fields_are_redacted() {
+        let form = RequestRecord::redact_form(&[
+            ("client_secret".into(), "hunter2".into()),
+            ("assertion".into(), "eyJ".into()),
+            ("scope".into(), "a b".into()),
+        ]);
+        assert_eq!(form["client_secret"], "[redacted]");
+        assert_eq!(form["assertion"], "[redacted]");
+        assert_eq!(form["scope"], "a b");
+    }
+
+    #[test]
+    fn faults_are_used_up_in_order() {
+        let faults = Faults::default();
+        faults.add(FaultRule {
+            path: "/token".into(),
+            count: 2,
+            fault: Fault::Drop,
+        });
+        faults.add(FaultRule {
+            path: "*".into(),
+            count: 1,
+            fault: Fault::Garbage,
+        });
+        assert_eq!(faults.take("/t/oauth2/v2.0/token"), Some(Fault::Drop));
+        assert_eq!(faults.take("/_emulator/info"), None);
+        assert_eq!(faults.take("/t/v2.0/keys"), Some(Fault::Garbage));
+        assert_eq!(faults.take("/x/token"), Some(Fault::Drop));
+        assert_eq!(faults.take("/x/token"), None);
+    }
+
+    #[test]
+    fn fault_rules_parse_from_json() {
+        let rule: FaultRule = serde_json::from_str(
+            r#"{"path":"/token","count":3,"fault":{"status":{"status":429,"retry_after":2}}}"#,
+        )
+        .expect("json");
+        assert_eq!(
+            rule.fault,
+            Fault::Status {
+                status: 429,
+                retry_after: Some(2)
+            }
+        );
+        let rule: FaultRule = serde_json::from_str(r#"{"path":"*","fault":"drop"}"#).expect("json");
+        assert_eq!(rule.count, 1);
+    }
+}
