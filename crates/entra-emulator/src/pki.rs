@@ -214,9 +214,8 @@ mod tests {
         assert_eq!(registered.thumbprint_hex().len(), 40);
         assert_eq!(registered.x5t_s256().len(), 43);
         let (_, cert) = X509Certificate::from_der(&generated.cert_der).expect("parse");
-        let (_, ca_cert) =
-            X509Certificate::from_der(&certificates_from_pem(&ca.pem()).expect("pem")[0])
-                .expect("parse ca");
+        let ca_der = certificates_from_pem(&ca.pem()).expect("pem").remove(0);
+        let (_, ca_cert) = X509Certificate::from_der(&ca_der).expect("parse ca");
         assert_eq!(cert.issuer(), ca_cert.subject());
     }
 

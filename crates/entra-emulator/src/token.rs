@@ -66,11 +66,10 @@ pub(crate) async fn token_endpoint(
         HeaderValue::from_static("no-store, no-cache"),
     );
     response_headers.insert("pragma", HeaderValue::from_static("no-cache"));
-    if header(&headers, "return-client-request-id").is_some_and(|v| v.eq_ignore_ascii_case("true"))
-    {
-        if let Ok(value) = HeaderValue::from_str(&correlation_id) {
-            response_headers.insert("client-request-id", value);
-        }
+    let echo = header(&headers, "return-client-request-id")
+        .is_some_and(|value| value.eq_ignore_ascii_case("true"));
+    if let (true, Ok(value)) = (echo, HeaderValue::from_str(&correlation_id)) {
+        response_headers.insert("client-request-id", value);
     }
     response.extensions_mut().insert(audit);
     response
@@ -135,12 +134,13 @@ fn percent_decode(input: &[u8]) -> Vec<u8> {
     let mut index = 0;
     while index < input.len() {
         let byte = input[index];
-        if byte == b'%' && index + 2 < input.len() {
-            if let (Some(high), Some(low)) = (hex(input[index + 1]), hex(input[index + 2])) {
-                output.push(high << 4 | low);
-                index += 3;
-                continue;
-            }
+        let escaped = (byte == b'%' && index + 2 < input.len())
+            .then(|| hex(input[index + 1]).zip(hex(input[index + 2])))
+            .flatten();
+        if let Some((high, low)) = escaped {
+            output.push(high << 4 | low);
+            index += 3;
+            continue;
         }
         output.push(byte);
         index += 1;
@@ -263,14 +263,24 @@ fn authenticate_client(
             }
             let jwt = UnverifiedJwt::parse(assertion)
                 .map_err(|_| AadError::invalid_jwt("The client assertion is not a JWT."))?;
-            let method = if jwt.header_str("x5t#S256").is_some() || jwt.header_str("x5t").is_some()
-            {
-                verify_certificate_assertion(shared, tenant, app, &jwt)?
-            } else if jwt
+            let names_thumbprint =
+                jwt.header_str("x5t#S256").is_some() || jwt.header_str("x5t").is_some();
+            // A token issued by someone else is federated when the application trusts that
+            // issuer, or when it names no certificate; tokens from issuers carry `x5t` too.
+            let foreign_issuer = jwt
                 .claim_str("iss")
-                .is_some_and(|iss| !iss.eq_ignore_ascii_case(&app.client_id))
-            {
+                .filter(|iss| !iss.eq_ignore_ascii_case(&app.client_id));
+            let federated = foreign_issuer.is_some_and(|iss| {
+                !names_thumbprint
+                    || app
+                        .federated_credentials
+                        .iter()
+                        .any(|credential| credential.issuer == iss)
+            });
+            let method = if federated {
                 verify_federated_assertion(shared, directory, app, &jwt)?
+            } else if names_thumbprint {
+                verify_certificate_assertion(shared, tenant, app, &jwt)?
             } else {
                 return Err(AadError::assertion_signature(
                     "The assertion names no certificate: its header has neither 'x5t#S256' nor \
@@ -469,14 +479,15 @@ fn check_assertion_times(jwt: &UnverifiedJwt) -> Result<(), AadError> {
             format_time(exp)
         )));
     }
-    if let Some(nbf) = jwt.claim_time("nbf") {
-        if nbf > now + CLOCK_SKEW_SECS {
-            return Err(AadError::assertion_time_range(&format!(
-                "Current time: {}, assertion not valid before {}.",
-                format_time(now),
-                format_time(nbf)
-            )));
-        }
+    if let Some(nbf) = jwt
+        .claim_time("nbf")
+        .filter(|nbf| *nbf > now + CLOCK_SKEW_SECS)
+    {
+        return Err(AadError::assertion_time_range(&format!(
+            "Current time: {}, assertion not valid before {}.",
+            format_time(now),
+            format_time(nbf)
+        )));
     }
     Ok(())
 }

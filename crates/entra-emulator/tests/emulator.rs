@@ -1,0 +1,860 @@
+//! The emulator's behaviour over real TLS, through its public API and HTTP endpoints.
+
+mod common;
+
+use common::*;
+use entra_emulator::{Fault, FaultRule, SettingsUpdate, TokenSettingsUpdate, UserTokenRequest};
+use serde_json::{Value, json};
+
+fn user_token(harness: &Harness, audience: &str, expires_in_secs: i64) -> String {
+    harness
+        .emulator
+        .mint_user_token(&UserTokenRequest {
+            user: USER.to_owned(),
+            audience: audience.to_owned(),
+            expires_in_secs: Some(expires_in_secs),
+            ..UserTokenRequest::default()
+        })
+        .expect("user token")
+}
+
+fn secret_form<'a>(client_id: &'a str, scope: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("grant_type", "client_credentials"),
+        ("client_id", client_id),
+        ("client_secret", SECRET),
+        ("scope", scope),
+    ]
+}
+
+async fn assertion_grant(harness: &Harness, client_id: &str, assertion: &str) -> (u16, Value) {
+    harness
+        .post_token(
+            DOMAIN,
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", client_id),
+                ("client_assertion_type", ASSERTION_TYPE),
+                ("client_assertion", assertion),
+                ("scope", "api://downstream/.default"),
+            ],
+        )
+        .await
+}
+
+#[tokio::test]
+async fn client_secret_gets_an_app_token_with_entra_claims() {
+    let harness = start().await;
+    let (status, body) = harness
+        .post_token(TENANT, &secret_form(API, "api://downstream/.default"))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["token_type"], "Bearer");
+    assert_eq!(body["expires_in"], 3599);
+    assert_eq!(body["ext_expires_in"], 3599);
+    assert!(body.get("refresh_in").is_none());
+    let claims = claims(body["access_token"].as_str().expect("token"));
+    assert_eq!(claims["aud"], "api://downstream");
+    assert_eq!(claims["tid"], TENANT);
+    assert_eq!(claims["appid"], API);
+    assert_eq!(claims["azp"], API);
+    assert_eq!(claims["idtyp"], "app");
+    assert_eq!(claims["roles"], json!(["Reader"]));
+    assert_eq!(
+        claims["iss"],
+        format!("{}/{TENANT}/v2.0", harness.emulator.url())
+    );
+    assert_eq!(
+        claims["exp"].as_i64().expect("exp") - claims["iat"].as_i64().expect("iat"),
+        3599
+    );
+    assert!(claims.get("xms_cc").is_none());
+    let counters = harness.emulator.counters();
+    assert_eq!((counters.token_requests, counters.tokens_issued), (1, 1));
+}
+
+#[tokio::test]
+async fn the_same_app_in_another_tenant_gets_that_tenants_token() {
+    let harness = start().await;
+    let (status, body) = harness
+        .post_token(OTHER_TENANT, &secret_form(API, "api://downstream/.default"))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        claims(body["access_token"].as_str().expect("token"))["tid"],
+        OTHER_TENANT
+    );
+}
+
+#[tokio::test]
+async fn secret_errors_have_entra_codes_and_shape() {
+    let harness = start().await;
+    let mut wrong = secret_form(API, "api://downstream/.default");
+    wrong[2].1 = "not-the-secret";
+    let response = harness
+        .http
+        .post(harness.token_url(TENANT))
+        .header("client-request-id", "5b5bd9f7-0000-4000-8000-000000000001")
+        .header("return-client-request-id", "true")
+        .form(&wrong)
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(response.status(), 401);
+    assert_eq!(
+        response.headers()["client-request-id"],
+        "5b5bd9f7-0000-4000-8000-000000000001"
+    );
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["error"], "invalid_client");
+    assert_eq!(code(&body), 7_000_215);
+    assert_eq!(
+        body["correlation_id"],
+        "5b5bd9f7-0000-4000-8000-000000000001"
+    );
+    let description = body["error_description"].as_str().expect("description");
+    assert!(description.starts_with("AADSTS7000215: "), "{description}");
+    for field in ["Trace ID: ", "Correlation ID: ", "Timestamp: "] {
+        assert!(description.contains(field), "{description}");
+    }
+
+    let (status, body) = harness
+        .post_token(
+            TENANT,
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", API),
+                ("scope", "x/.default"),
+            ],
+        )
+        .await;
+    assert_eq!((status, code(&body)), (401, 7_000_218));
+
+    let (status, body) = harness
+        .post_token("nobody.example", &secret_form(API, "x/.default"))
+        .await;
+    assert_eq!(
+        (status, code(&body), body["error"].as_str()),
+        (400, 90_002, Some("invalid_request"))
+    );
+
+    let unknown = "99999999-0000-0000-0000-000000000000";
+    let (status, body) = harness
+        .post_token(TENANT, &secret_form(unknown, "x/.default"))
+        .await;
+    assert_eq!(
+        (status, code(&body), body["error"].as_str()),
+        (400, 700_016, Some("unauthorized_client"))
+    );
+}
+
+#[tokio::test]
+async fn certificate_assertions_are_verified_claim_by_claim() {
+    let harness = start().await;
+    let (key, cert) = harness.certificate(API);
+
+    let good = AssertionSpec::new(&harness, API, DOMAIN);
+    let (status, body) = assertion_grant(&harness, API, &good.sign(&key, &cert)).await;
+    assert_eq!(status, 200, "{body}");
+
+    // The token endpoint named by the tenant's GUID is the same audience.
+    let by_id = AssertionSpec {
+        aud: harness.token_url(TENANT),
+        ..AssertionSpec::new(&harness, API, DOMAIN)
+    };
+    assert_eq!(
+        assertion_grant(&harness, API, &by_id.sign(&key, &cert))
+            .await
+            .0,
+        200
+    );
+
+    let rs256 = AssertionSpec {
+        alg: "RS256",
+        thumbprint_header: "x5t",
+        ..AssertionSpec::new(&harness, API, DOMAIN)
+    };
+    assert_eq!(
+        assertion_grant(&harness, API, &rs256.sign(&key, &cert))
+            .await
+            .0,
+        200
+    );
+
+    let log = harness.emulator.requests();
+    let methods: Vec<_> = log.iter().filter_map(|r| r.client_auth.clone()).collect();
+    assert_eq!(methods[0], "certificate PS256 x5t#S256");
+    assert_eq!(methods[2], "certificate RS256 x5t");
+
+    // A key that is not the registered certificate's: the signature fails.
+    let (other_key, _) = harness.certificate(SNI_APP);
+    let forged = AssertionSpec::new(&harness, API, DOMAIN).sign(&other_key, &cert);
+    let (status, body) = assertion_grant(&harness, API, &forged).await;
+    assert_eq!((status, code(&body)), (401, 700_027), "{body}");
+
+    let wrong_aud = AssertionSpec {
+        aud: "https://login.microsoftonline.com/x/oauth2/v2.0/token".into(),
+        ..AssertionSpec::new(&harness, API, DOMAIN)
+    };
+    let (status, body) = assertion_grant(&harness, API, &wrong_aud.sign(&key, &cert)).await;
+    assert_eq!((status, code(&body)), (401, 700_023), "{body}");
+
+    let wrong_iss = AssertionSpec {
+        iss: SNI_APP.into(),
+        ..AssertionSpec::new(&harness, API, DOMAIN)
+    };
+    let (status, body) = assertion_grant(&harness, API, &wrong_iss.sign(&key, &cert)).await;
+    assert_eq!((status, code(&body)), (401, 700_021), "{body}");
+
+    // Expired beyond the five minutes of allowed skew.
+    let expired = AssertionSpec {
+        exp: now() - 301,
+        ..AssertionSpec::new(&harness, API, DOMAIN)
+    };
+    let (status, body) = assertion_grant(&harness, API, &expired.sign(&key, &cert)).await;
+    assert_eq!((status, code(&body)), (401, 700_024), "{body}");
+    let within_skew = AssertionSpec {
+        exp: now() - 60,
+        ..AssertionSpec::new(&harness, API, DOMAIN)
+    };
+    assert_eq!(
+        assertion_grant(&harness, API, &within_skew.sign(&key, &cert))
+            .await
+            .0,
+        200
+    );
+
+    let (status, body) = assertion_grant(&harness, API, "not-a-jwt").await;
+    assert_eq!((status, code(&body)), (401, 50_027), "{body}");
+}
+
+#[tokio::test]
+async fn replayed_jti_is_refused_only_when_replay_protection_is_on() {
+    let harness = start().await;
+    let (key, cert) = harness.certificate(API);
+    let assertion = AssertionSpec::new(&harness, API, DOMAIN).sign(&key, &cert);
+    // Entra accepts an assertion until it expires (MSAL reuses them), so the default does too.
+    assert_eq!(assertion_grant(&harness, API, &assertion).await.0, 200);
+    assert_eq!(assertion_grant(&harness, API, &assertion).await.0, 200);
+
+    let settings = harness.emulator.update_settings(&SettingsUpdate {
+        reject_replayed_assertions: Some(true),
+        ..SettingsUpdate::default()
+    });
+    assert!(settings.reject_replayed_assertions);
+    let fresh = AssertionSpec::new(&harness, API, DOMAIN).sign(&key, &cert);
+    assert_eq!(assertion_grant(&harness, API, &fresh).await.0, 200);
+    let (status, body) = assertion_grant(&harness, API, &fresh).await;
+    assert_eq!((status, code(&body)), (401, 50_027), "{body}");
+    assert!(
+        body["error_description"]
+            .as_str()
+            .expect("text")
+            .contains("already been used")
+    );
+}
+
+#[tokio::test]
+async fn subject_name_issuer_apps_require_the_chain() {
+    let harness = start().await;
+    let (key, cert) = harness.certificate(SNI_APP);
+    let bare = AssertionSpec::new(&harness, SNI_APP, DOMAIN).sign(&key, &cert);
+    let (status, body) = assertion_grant(&harness, SNI_APP, &bare).await;
+    assert_eq!((status, code(&body)), (401, 700_027), "{body}");
+    assert!(
+        body["error_description"]
+            .as_str()
+            .expect("text")
+            .contains("x5c")
+    );
+
+    let chained = AssertionSpec {
+        with_chain: true,
+        ..AssertionSpec::new(&harness, SNI_APP, DOMAIN)
+    };
+    let (status, body) = assertion_grant(&harness, SNI_APP, &chained.sign(&key, &cert)).await;
+    assert_eq!(status, 200, "{body}");
+    let last = harness.emulator.requests().pop().expect("logged");
+    assert_eq!(
+        last.client_auth.as_deref(),
+        Some("certificate PS256 x5t#S256 x5c")
+    );
+}
+
+#[tokio::test]
+async fn federated_credentials_check_issuer_subject_and_audience() {
+    let harness = start().await;
+    let subject = "system:serviceaccount:ns:workload";
+    let token = harness
+        .emulator
+        .mint_federated_token(subject, None, 600)
+        .expect("token");
+    let (status, body) = assertion_grant(&harness, WORKLOAD, &token).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        harness.emulator.requests()[0].client_auth.as_deref(),
+        Some("federated")
+    );
+
+    let other_subject = harness
+        .emulator
+        .mint_federated_token("someone-else", None, 600)
+        .expect("t");
+    assert_eq!(
+        code(&assertion_grant(&harness, WORKLOAD, &other_subject).await.1),
+        700_213
+    );
+
+    let other_audience = harness
+        .emulator
+        .mint_federated_token(subject, Some("api://elsewhere"), 600)
+        .expect("t");
+    assert_eq!(
+        code(&assertion_grant(&harness, WORKLOAD, &other_audience).await.1),
+        700_212
+    );
+
+    let expired = harness
+        .emulator
+        .mint_federated_token(subject, None, -600)
+        .expect("t");
+    assert_eq!(
+        code(&assertion_grant(&harness, WORKLOAD, &expired).await.1),
+        700_024
+    );
+
+    // A token from an issuer the application does not trust.
+    let (key, _) = harness.certificate(API);
+    let stranger = sign_jwt(
+        &key,
+        &json!({ "alg": "RS256", "typ": "JWT" }),
+        &json!({ "iss": "https://issuer.example", "sub": subject, "aud": "api://AzureADTokenExchange", "exp": now() + 600 }),
+    );
+    assert_eq!(
+        code(&assertion_grant(&harness, WORKLOAD, &stranger).await.1),
+        700_211
+    );
+}
+
+#[tokio::test]
+async fn on_behalf_of_exchanges_a_user_token_and_refreshes_it() {
+    let harness = start().await;
+    let incoming = user_token(&harness, "api://middle-tier", 3600);
+    let form = [
+        ("grant_type", OBO_GRANT),
+        ("client_id", API),
+        ("client_secret", SECRET),
+        ("requested_token_use", "on_behalf_of"),
+        ("assertion", incoming.as_str()),
+        ("client_info", "1"),
+        (
+            "scope",
+            "api://downstream/Data.Read offline_access openid profile",
+        ),
+    ];
+    let (status, body) = harness.post_token(TENANT, &form).await;
+    assert_eq!(status, 200, "{body}");
+    let access = claims(body["access_token"].as_str().expect("token"));
+    assert_eq!(access["aud"], "api://downstream");
+    assert_eq!(access["oid"], USER);
+    assert_eq!(access["scp"], "Data.Read");
+    assert_eq!(access["azp"], API);
+    assert_eq!(
+        access["preferred_username"],
+        "megan@fabrikam.onmicrosoft.com"
+    );
+    let id_token = claims(body["id_token"].as_str().expect("id token"));
+    assert_eq!(id_token["aud"], API);
+    assert_eq!(id_token["oid"], USER);
+    let client_info: Value = serde_json::from_slice(
+        &base64::Engine::decode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            body["client_info"].as_str().expect("client_info"),
+        )
+        .expect("base64"),
+    )
+    .expect("json");
+    assert_eq!(client_info, json!({ "uid": USER, "utid": TENANT }));
+
+    let refresh_token = body["refresh_token"].as_str().expect("refresh token");
+    let (status, refreshed) = harness
+        .post_token(
+            TENANT,
+            &[
+                ("grant_type", "refresh_token"),
+                ("client_id", API),
+                ("client_secret", SECRET),
+                ("refresh_token", refresh_token),
+                ("scope", "api://downstream/Data.Read offline_access"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200, "{refreshed}");
+    assert_eq!(
+        claims(refreshed["access_token"].as_str().expect("token"))["oid"],
+        USER
+    );
+
+    let (status, body) = harness
+        .post_token(
+            TENANT,
+            &[
+                ("grant_type", "refresh_token"),
+                ("client_id", API),
+                ("client_secret", SECRET),
+                ("refresh_token", "emu.rt.made-up"),
+                ("scope", "api://downstream/Data.Read"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        (status, code(&body), body["error"].as_str()),
+        (400, 70_000, Some("invalid_grant"))
+    );
+}
+
+#[tokio::test]
+async fn on_behalf_of_rejects_bad_user_assertions() {
+    let harness = start().await;
+    let harness = &harness;
+    let obo = |assertion: String, client_id: &'static str| async move {
+        let form = [
+            ("grant_type", OBO_GRANT),
+            ("client_id", client_id),
+            ("client_secret", SECRET),
+            ("requested_token_use", "on_behalf_of"),
+            ("assertion", assertion.as_str()),
+            ("scope", "api://downstream/Data.Read"),
+        ];
+        harness.post_token(TENANT, &form).await
+    };
+
+    let (status, body) = obo(user_token(harness, API, -3600), API).await;
+    assert_eq!((status, code(&body)), (400, 500_133), "{body}");
+
+    let (status, body) = obo(user_token(harness, "api://someone-else", 3600), API).await;
+    assert_eq!((status, code(&body)), (400, 500_131), "{body}");
+
+    let mut forged = user_token(harness, API, 3600);
+    forged.push_str("AAAA");
+    let (status, body) = obo(forged, API).await;
+    assert_eq!(
+        (status, code(&body), body["error"].as_str()),
+        (400, 50_013, Some("invalid_grant"))
+    );
+
+    // Consent: the application may ask for Data.Read only.
+    let (status, _) = obo(user_token(harness, CONSENTED, 3600), CONSENTED).await;
+    assert_eq!(status, 200);
+    let form = [
+        ("grant_type", OBO_GRANT),
+        ("client_id", CONSENTED),
+        ("client_secret", SECRET),
+        ("requested_token_use", "on_behalf_of"),
+        ("assertion", &user_token(harness, CONSENTED, 3600)),
+        ("scope", "api://downstream/Data.Write"),
+    ];
+    let (status, body) = harness.post_token(TENANT, &form).await;
+    assert_eq!(
+        (status, code(&body), body["suberror"].as_str()),
+        (400, 65_001, Some("consent_required"))
+    );
+}
+
+#[tokio::test]
+async fn cp1_claims_give_long_lived_cae_tokens_and_refresh_in_is_configurable() {
+    let harness = start().await;
+    let mut form = secret_form(API, "api://downstream/.default");
+    form.push((
+        "claims",
+        r#"{"access_token":{"xms_cc":{"values":["CP1"]}}}"#,
+    ));
+    let (status, body) = harness.post_token(TENANT, &form).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["expires_in"], 86_399);
+    assert_eq!(
+        claims(body["access_token"].as_str().expect("token"))["xms_cc"],
+        json!(["CP1"])
+    );
+
+    harness.emulator.update_settings(&SettingsUpdate {
+        tokens: Some(TokenSettingsUpdate {
+            access_token_lifetime_secs: Some(7200),
+            refresh_in_secs: Some(Some(3600)),
+            ..TokenSettingsUpdate::default()
+        }),
+        ..SettingsUpdate::default()
+    });
+    let (_, body) = harness
+        .post_token(TENANT, &secret_form(API, "api://downstream/.default"))
+        .await;
+    assert_eq!(
+        (body["expires_in"].as_u64(), body["refresh_in"].as_u64()),
+        (Some(7200), Some(3600))
+    );
+}
+
+#[tokio::test]
+async fn bad_input_gets_entra_shaped_errors() {
+    let harness = start().await;
+    let post_raw = |body: Vec<u8>| {
+        harness
+            .http
+            .post(harness.token_url(TENANT))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+    };
+    let expect = |status: u16, code: u64| {
+        move |(actual, body): (u16, Value)| {
+            assert_eq!((actual, common::code(&body)), (status, code), "{body}");
+            assert!(
+                body["error_description"]
+                    .as_str()
+                    .expect("text")
+                    .starts_with(&format!("AADSTS{code}:"))
+            );
+        }
+    };
+    let read = |response: reqwest::Response| async move {
+        let status = response.status().as_u16();
+        (status, response.json::<Value>().await.expect("json"))
+    };
+
+    expect(400, 9_002_313)(
+        read(
+            post_raw(b"grant_type=client_credentials&scope=\xff\xfe".to_vec())
+                .await
+                .expect("r"),
+        )
+        .await,
+    );
+    expect(413, 9_002_313)(read(post_raw(vec![b'a'; 300 * 1024]).await.expect("r")).await);
+    expect(400, 900_144)(read(post_raw(b"client_id=x".to_vec()).await.expect("r")).await);
+    expect(400, 70_003)(read(post_raw(b"grant_type=password".to_vec()).await.expect("r")).await);
+    expect(400, 9_002_313)(
+        read(
+            post_raw(b"grant_type=a&grant_type=b".to_vec())
+                .await
+                .expect("r"),
+        )
+        .await,
+    );
+
+    let missing_scope = [
+        ("grant_type", "client_credentials"),
+        ("client_id", API),
+        ("client_secret", SECRET),
+    ];
+    expect(400, 900_144)(harness.post_token(TENANT, &missing_scope).await);
+    expect(400, 70_011)(
+        harness
+            .post_token(TENANT, &secret_form(API, "api://downstream/Data.Read"))
+            .await,
+    );
+    expect(400, 70_011)(
+        harness
+            .post_token(TENANT, &secret_form(API, "a/.default b/.default"))
+            .await,
+    );
+    let mut bad_claims = secret_form(API, "api://downstream/.default");
+    bad_claims.push(("claims", "{not json"));
+    expect(400, 9_002_313)(harness.post_token(TENANT, &bad_claims).await);
+
+    // The server is still healthy afterwards.
+    assert_eq!(
+        harness
+            .post_token(TENANT, &secret_form(API, "api://downstream/.default"))
+            .await
+            .0,
+        200
+    );
+}
+
+#[tokio::test]
+async fn injected_faults_happen_once_each_then_service_resumes() {
+    let harness = start().await;
+    let token_path = "/oauth2/v2.0/token";
+    let inject = |fault: Fault| {
+        harness.emulator.inject_fault(FaultRule {
+            path: token_path.to_owned(),
+            count: 1,
+            fault,
+        });
+    };
+    let send = || {
+        harness
+            .http
+            .post(harness.token_url(TENANT))
+            .form(&secret_form(API, "api://downstream/.default"))
+            .send()
+    };
+
+    inject(Fault::Status {
+        status: 429,
+        retry_after: Some(7),
+    });
+    let response = send().await.expect("response");
+    assert_eq!(response.status(), 429);
+    assert_eq!(response.headers()["retry-after"], "7");
+    assert_eq!(
+        response.json::<Value>().await.expect("json")["error"],
+        "temporarily_unavailable"
+    );
+
+    inject(Fault::Drop);
+    assert!(send().await.is_err(), "a dropped connection is an error");
+
+    inject(Fault::Truncate);
+    let truncated = match send().await {
+        Ok(response) => response.bytes().await.is_err(),
+        Err(_) => true,
+    };
+    assert!(truncated, "a truncated body is an error");
+
+    inject(Fault::Garbage);
+    let response = send().await.expect("response");
+    assert_eq!(response.status(), 200);
+    assert!(response.json::<Value>().await.is_err());
+
+    inject(Fault::Html { status: None });
+    let response = send().await.expect("response");
+    assert_eq!(response.status(), 502);
+    assert!(response.text().await.expect("text").contains("<html>"));
+
+    inject(Fault::Delay { millis: 300 });
+    let started = std::time::Instant::now();
+    assert_eq!(send().await.expect("response").status(), 200);
+    assert!(started.elapsed() >= std::time::Duration::from_millis(300));
+
+    assert_eq!(send().await.expect("response").status(), 200);
+    assert_eq!(harness.emulator.counters().faults_injected, 6);
+    let faults: Vec<_> = harness
+        .emulator
+        .requests()
+        .iter()
+        .filter_map(|r| r.fault.clone())
+        .collect();
+    assert_eq!(
+        faults,
+        [
+            "status 429",
+            "drop",
+            "truncate",
+            "garbage",
+            "html",
+            "delay 300ms"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn metadata_endpoints_describe_the_tenant() {
+    let harness = start().await;
+    let base = harness.emulator.url().to_owned();
+    let get = |url: String| async { harness.http.get(url).send().await.expect("response") };
+
+    let config: Value = get(format!(
+        "{base}/{DOMAIN}/v2.0/.well-known/openid-configuration"
+    ))
+    .await
+    .json()
+    .await
+    .expect("json");
+    assert_eq!(
+        config["token_endpoint"],
+        format!("{base}/{TENANT}/oauth2/v2.0/token")
+    );
+    assert_eq!(config["issuer"], format!("{base}/{TENANT}/v2.0"));
+    let unknown = get(format!(
+        "{base}/nobody/v2.0/.well-known/openid-configuration"
+    ))
+    .await;
+    assert_eq!(unknown.status(), 400);
+    assert_eq!(code(&unknown.json().await.expect("json")), 90_002);
+
+    // The keys verify a token the emulator issued.
+    let keys: Value = get(config["jwks_uri"].as_str().expect("jwks").to_owned())
+        .await
+        .json()
+        .await
+        .expect("json");
+    let (_, body) = harness
+        .post_token(TENANT, &secret_form(API, "api://downstream/.default"))
+        .await;
+    let token = body["access_token"].as_str().expect("token");
+    let header: Value = serde_json::from_slice(
+        &base64::Engine::decode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            token.split('.').next().expect("header"),
+        )
+        .expect("b64"),
+    )
+    .expect("json");
+    assert_eq!(keys["keys"][0]["kid"], header["kid"]);
+    assert_eq!(keys["keys"][0]["kty"], "RSA");
+
+    let discovery = |version: &str, host: &str| {
+        format!(
+            "{base}/common/discovery/instance?api-version={version}&authorization_endpoint=https://{host}/{TENANT}/oauth2/v2.0/authorize"
+        )
+    };
+    let own_host = base.trim_start_matches("https://").to_owned();
+    let v11: Value = get(discovery("1.1", &own_host))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        v11["tenant_discovery_endpoint"],
+        format!("{base}/{TENANT}/v2.0/.well-known/openid-configuration")
+    );
+    assert_eq!(v11["metadata"][0]["preferred_network"], own_host);
+    let v10: Value = get(discovery("1.0", "login.microsoftonline.com"))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert!(v10.get("metadata").is_none());
+    let unknown = get(discovery("1.1", "login.evil.example")).await;
+    assert_eq!(unknown.status(), 400);
+    let body: Value = unknown.json().await.expect("json");
+    assert_eq!(
+        (body["error"].as_str(), code(&body)),
+        (Some("invalid_instance"), 50_049)
+    );
+}
+
+#[tokio::test]
+async fn the_request_log_never_holds_secrets() {
+    let harness = start().await;
+    let incoming = user_token(&harness, API, 3600);
+    let form = [
+        ("grant_type", OBO_GRANT),
+        ("client_id", API),
+        ("client_secret", SECRET),
+        ("requested_token_use", "on_behalf_of"),
+        ("assertion", incoming.as_str()),
+        ("scope", "api://downstream/Data.Read offline_access"),
+    ];
+    let (_, body) = harness.post_token(TENANT, &form).await;
+    let refresh_token = body["refresh_token"]
+        .as_str()
+        .expect("refresh token")
+        .to_owned();
+    harness
+        .http
+        .post(harness.token_url(TENANT))
+        .header("authorization", "Bearer secret-header-value")
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("client_id", API),
+            ("client_secret", SECRET),
+            ("refresh_token", refresh_token.as_str()),
+            ("scope", "api://downstream/Data.Read"),
+        ])
+        .send()
+        .await
+        .expect("response");
+
+    let log = harness.emulator.requests();
+    assert_eq!(log.len(), 2);
+    assert_eq!(log[0].form["client_secret"], "[redacted]");
+    assert_eq!(
+        log[0].form["scope"],
+        "api://downstream/Data.Read offline_access"
+    );
+    let dump = serde_json::to_string(&log).expect("json");
+    for secret in [
+        SECRET,
+        incoming.as_str(),
+        refresh_token.as_str(),
+        "secret-header-value",
+    ] {
+        assert!(!dump.contains(secret), "the log holds a secret");
+    }
+
+    // The admin API serves the same log.
+    let admin = format!("{}/_emulator/requests", harness.emulator.url());
+    let served: Vec<Value> = harness
+        .http
+        .get(admin)
+        .send()
+        .await
+        .expect("r")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(served.len(), 2);
+}
+
+#[tokio::test]
+async fn the_admin_api_registers_and_mints() {
+    let harness = start().await;
+    let admin = format!("{}/_emulator", harness.emulator.url());
+    let tenant: Value = harness
+        .http
+        .post(format!("{admin}/tenants"))
+        .json(&json!({ "domains": ["new.example"], "users": [{ "upn": "ann@new.example" }] }))
+        .send()
+        .await
+        .expect("r")
+        .json()
+        .await
+        .expect("json");
+    let tenant_id = tenant["id"].as_str().expect("generated id").to_owned();
+    let app: Value = harness
+        .http
+        .post(format!("{admin}/tenants/new.example/applications"))
+        .json(&json!({ "name": "late", "generate_secret": true }))
+        .send()
+        .await
+        .expect("r")
+        .json()
+        .await
+        .expect("json");
+    let client_id = app["client_id"].as_str().expect("client id");
+    let secret = app["secrets"][0].as_str().expect("secret");
+    let form = [
+        ("grant_type", "client_credentials"),
+        ("client_id", client_id),
+        ("client_secret", secret),
+        ("scope", "https://graph.microsoft.com/.default"),
+    ];
+    let (status, body) = harness.post_token(&tenant_id, &form).await;
+    assert_eq!(status, 200, "{body}");
+
+    let minted: Value = harness
+        .http
+        .post(format!("{admin}/tokens/user"))
+        .json(&json!({ "user": "ann@new.example", "audience": client_id }))
+        .send()
+        .await
+        .expect("r")
+        .json()
+        .await
+        .expect("json");
+    let claims = claims(minted["access_token"].as_str().expect("token"));
+    assert_eq!(claims["aud"], client_id);
+    assert_eq!(claims["tid"], tenant_id);
+
+    let duplicate = harness
+        .http
+        .post(format!("{admin}/tenants"))
+        .json(&json!({ "id": tenant_id }))
+        .send()
+        .await
+        .expect("r");
+    assert_eq!(duplicate.status(), 400);
+
+    let counters: Value = harness
+        .http
+        .get(format!("{admin}/counters"))
+        .send()
+        .await
+        .expect("r")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(counters["tokens_issued"], 1);
+}
