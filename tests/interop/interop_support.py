@@ -13,7 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import jwt
+import msal
 import requests
+from azure.identity import OnBehalfOfCredential
+from azure.identity.aio import OnBehalfOfCredential as AsyncOnBehalfOfCredential
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
@@ -304,3 +307,78 @@ class Certificate:
 
 def read_bytes(path: str) -> bytes:
     return Path(path).read_bytes()
+
+
+class SignedAssertion:
+    """A client_assertion callable that signs a fresh PS256 assertion on every call."""
+
+    def __init__(self, emu: Emulator, client_id: str = MIDDLE_TIER, tenant: str = TENANT) -> None:
+        self.certificate = Certificate.of(emu.certificate(client_id, tenant))
+        self.client_id = client_id
+        self.audience = emu.token_endpoint(tenant)
+        self.calls = 0
+
+    def __call__(self) -> str:
+        self.calls += 1
+        return self.certificate.assertion(self.client_id, self.audience)
+
+
+# The client credential kinds OnBehalfOfCredential takes.
+OBO_CREDENTIAL_KINDS = ("secret", "pem", "pkcs12", "assertion_func")
+
+
+def obo_client_credential(emu: Emulator, kind: str, client_id: str = MIDDLE_TIER) -> dict[str, Any]:
+    """OnBehalfOfCredential keyword arguments for one kind of client credential."""
+    if kind == "secret":
+        return {"client_secret": emu.secret(client_id)}
+    if kind == "pem":
+        return {"client_certificate": read_bytes(emu.certificate(client_id)["combined_pem_path"])}
+    if kind == "pkcs12":
+        entry = emu.certificate(client_id)
+        return {
+            "client_certificate": read_bytes(entry["pkcs12_path"]),
+            "password": entry["pkcs12_password"],
+        }
+    if kind == "assertion_func":
+        return {"client_assertion_func": SignedAssertion(emu, client_id)}
+    raise ValueError(kind)
+
+
+def obo_credential(
+    emu: Emulator,
+    *,
+    is_async: bool,
+    user_assertion: str,
+    client_id: str = MIDDLE_TIER,
+    tenant_id: str = TENANT,
+    **kwargs: Any,
+) -> Any:
+    """An OnBehalfOfCredential (sync: MSAL underneath; async: azure-identity's own client)
+    that talks only to the emulator."""
+    cls = AsyncOnBehalfOfCredential if is_async else OnBehalfOfCredential
+    if not is_async:
+        kwargs.setdefault("disable_instance_discovery", True)
+    return cls(
+        tenant_id,
+        client_id,
+        user_assertion=user_assertion,
+        authority=emu.url,
+        connection_verify=emu.ca_path,
+        **kwargs,
+    )
+
+
+def confidential_client(
+    emu: Emulator, client_credential: Any, client_id: str = MIDDLE_TIER, tenant: str = TENANT
+) -> msal.ConfidentialClientApplication:
+    """An MSAL confidential client for the emulator: no instance discovery, and an HTTP
+    client that trusts the emulator CA."""
+    session = requests.Session()
+    session.verify = emu.ca_path
+    return msal.ConfidentialClientApplication(
+        client_id,
+        client_credential=client_credential,
+        authority=f"{emu.url}/{tenant}",
+        instance_discovery=False,
+        http_client=session,
+    )

@@ -17,6 +17,7 @@ from interop_support import (
     WORKLOAD,
     Certificate,
     Emulator,
+    SignedAssertion,
     verified_claims,
 )
 
@@ -36,20 +37,6 @@ def assert_app_token(claims: dict, client_id: str, roles: list[str] | None) -> N
     assert "xms_cc" not in claims
 
 
-class CountingAssertion:
-    """A client_assertion callable that signs a fresh PS256 assertion on every call."""
-
-    def __init__(self, emu: Emulator, client_id: str = MIDDLE_TIER, tenant: str = TENANT) -> None:
-        self.certificate = Certificate.of(emu.certificate(client_id, tenant))
-        self.client_id = client_id
-        self.audience = emu.token_endpoint(tenant)
-        self.calls = 0
-
-    def __call__(self) -> str:
-        self.calls += 1
-        return self.certificate.assertion(self.client_id, self.audience)
-
-
 def test_certificate_thumbprints_match_the_info_file(emu: Emulator) -> None:
     entry = emu.certificate(MIDDLE_TIER)
     certificate = Certificate.of(entry)
@@ -58,7 +45,7 @@ def test_certificate_thumbprints_match_the_info_file(emu: Emulator) -> None:
 
 
 def test_certificate_assertion_sync(emu: Emulator) -> None:
-    func = CountingAssertion(emu)
+    func = SignedAssertion(emu)
     with ClientAssertionCredential(
         TENANT, MIDDLE_TIER, func, authority=emu.url, connection_verify=emu.ca_path
     ) as credential:
@@ -81,7 +68,7 @@ def test_certificate_assertion_sync(emu: Emulator) -> None:
 
 @pytest.mark.asyncio
 async def test_certificate_assertion_async(emu: Emulator) -> None:
-    func = CountingAssertion(emu)
+    func = SignedAssertion(emu)
     async with AsyncClientAssertionCredential(
         TENANT, MIDDLE_TIER, func, authority=emu.url, connection_verify=emu.ca_path
     ) as credential:
