@@ -100,7 +100,7 @@ def test_on_behalf_of(emu: Emulator) -> None:
     assert id_claims["oid"] == USER_OID
     assert id_claims["tid"] == TENANT
     assert id_claims["preferred_username"] == USER_UPN
-    assert set(result["scope"].split()) >= {OBO_SCOPE, "openid", "profile", "offline_access"}
+    assert set(result["scope"].split()) >= {OBO_SCOPE, "openid", "profile"}
 
     # client_info made an account of the user; the silent path serves the cached token.
     [account] = app.get_accounts()
