@@ -45,8 +45,6 @@ SECOND_USER_UPN = "megan@fabrikam.onmicrosoft.com"
 APP_SCOPE = f"{DOWNSTREAM_URI}/.default"
 OBO_SCOPE = f"{DOWNSTREAM_URI}/Data.Read"
 
-JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
-
 
 def config_toml(tokens: dict[str, int] | None = None) -> str:
     """The emulator configuration: the documented sample plus what the suite needs."""

@@ -26,7 +26,6 @@ from interop_support import (
     verified_claims,
 )
 
-
 JWT_BEARER_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 
 
@@ -201,7 +200,9 @@ def expiring_tokens(emu: Emulator) -> Iterator[None]:
 
 @pytest.mark.asyncio
 @pytest.mark.parametrize("offline_access", [True, False], ids=["offline_access", "no_offline"])
-async def test_obo_async_refresh(emu: Emulator, expiring_tokens: None, offline_access: bool) -> None:
+async def test_obo_async_refresh(
+    emu: Emulator, expiring_tokens: None, offline_access: bool
+) -> None:
     """Once the access token has expired, the async credential redeems the refresh token of the
     exchange, if there is one. Entra (and the emulator) returns one only when the request asked
     for offline_access, which the async credential does not add by itself; without it, the

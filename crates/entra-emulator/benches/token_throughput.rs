@@ -70,7 +70,7 @@ fn main() {
                 ("grant_type", "client_credentials"),
                 ("client_id", CLIENT_ID),
                 ("client_secret", SECRET),
-                ("scope", "api://bench/.default"),
+                ("scope", "https://graph.microsoft.com/.default"),
             ])
         })
         .await;

@@ -226,6 +226,33 @@ impl AadError {
         )
     }
 
+    /// AADSTS50020: the user of an on-behalf-of assertion is not in the request's tenant.
+    pub(crate) fn user_not_in_tenant(upn: &str, issuer: &str, tenant: &str) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            50_020,
+            format!(
+                "User account '{upn}' from identity provider '{issuer}' does not exist in tenant \
+                 '{tenant}' and cannot access the application in that tenant."
+            ),
+        )
+    }
+
+    /// AADSTS500011: no such resource (API) in the tenant.
+    pub(crate) fn resource_not_found(resource: &str, tenant: &str) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_resource",
+            500_011,
+            format!(
+                "The resource principal named {resource} was not found in the tenant named \
+                 {tenant}. This can happen if the application has not been installed by the \
+                 administrator of the tenant or consented to by any user in the tenant."
+            ),
+        )
+    }
+
     /// AADSTS65001: the delegated permission was never consented.
     pub(crate) fn consent_required(client_id: &str, app_name: &str, scope: &str) -> Self {
         Self {

@@ -26,6 +26,22 @@ const JWT_BEARER_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-
 const CLOCK_SKEW_SECS: i64 = 300;
 /// Scopes that ask for OpenID Connect artefacts rather than access to a resource.
 const OIDC_SCOPES: &[&str] = &["openid", "profile", "offline_access", "email"];
+/// Microsoft's APIs, which exist in every tenant.
+const MICROSOFT_RESOURCES: &[&str] = &[
+    "https://graph.microsoft.com",
+    "https://graph.windows.net",
+    "https://management.azure.com",
+    "https://management.core.windows.net",
+    "https://vault.azure.net",
+    "https://storage.azure.com",
+    "https://database.windows.net",
+    "https://ossrdbms-aad.database.windows.net",
+    "https://cognitiveservices.azure.com",
+    "https://servicebus.azure.net",
+    "https://eventhubs.azure.net",
+    "https://monitor.azure.com",
+    "https://outlook.office365.com",
+];
 /// The resource of a scope with no resource prefix, as Entra treats `User.Read`.
 const DEFAULT_RESOURCE: &str = "https://graph.microsoft.com";
 
@@ -224,7 +240,7 @@ fn issue(
                 None => return Err(AadError::missing_parameter("requested_token_use")),
             }
             let assertion = form.required("assertion")?;
-            let user = verify_user_assertion(shared, &directory, app, assertion, now)?;
+            let user = verify_user_assertion(shared, &directory, tenant, app, assertion, now)?;
             delegated(shared, tenant, app, user, form, now)
         }
     }
@@ -518,6 +534,7 @@ fn check_replay(shared: &Shared, jwt: &UnverifiedJwt) -> Result<(), AadError> {
 fn verify_user_assertion<'d>(
     shared: &Shared,
     directory: &'d Directory,
+    tenant: &Tenant,
     app: &Application,
     assertion: &str,
     now: i64,
@@ -554,9 +571,17 @@ fn verify_user_assertion<'d>(
         ));
     }
     let object_id = jwt.claim_str("oid").unwrap_or_default();
-    directory.user(object_id).ok_or_else(|| {
+    let user = directory.user(object_id).ok_or_else(|| {
         AadError::user_assertion_invalid(&format!("The user '{object_id}' does not exist."))
-    })
+    })?;
+    // The exchange happens in the tenant that issued the user's token.
+    if jwt
+        .claim_str("tid")
+        .is_none_or(|tid| !tid.eq_ignore_ascii_case(&tenant.id))
+    {
+        return Err(AadError::user_not_in_tenant(&user.upn, issuer, &tenant.id));
+    }
+    Ok(user)
 }
 
 /// The access token lifetime, and whether the client declared the CAE capability.
@@ -625,6 +650,8 @@ fn token_response(shared: &Shared, access_token: String, lifetime: u64) -> Map<S
         .read()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .refresh_in_secs;
+    // Entra hints at refreshing long-lived tokens (two hours or more) halfway through.
+    let refresh_in = refresh_in.or((lifetime >= 7200).then_some(lifetime / 2));
     if let Some(refresh_in) = refresh_in {
         body.insert("refresh_in".into(), json!(refresh_in.min(lifetime)));
     }
@@ -656,6 +683,7 @@ fn client_credentials(
              identifier followed by /.default."
         )));
     };
+    check_resource_exists(tenant, resource)?;
     let (lifetime, cae) = lifetime(shared, form)?;
     let mut claims = base_claims(shared, tenant, resource, now, lifetime);
     claims.insert("appid".into(), json!(app.client_id));
@@ -715,6 +743,7 @@ fn delegated(
             "The scopes name more than one resource; a token is for one resource only.",
         ));
     }
+    check_resource_exists(tenant, resource)?;
     let permissions = consented_permissions(app, resource, &resource_scopes)?;
 
     let (lifetime, cae) = lifetime(shared, form)?;
@@ -740,7 +769,11 @@ fn delegated(
     let granted: Vec<String> = resource_scopes
         .iter()
         .map(|(resource, permission)| format!("{resource}/{permission}"))
-        .chain(oidc.iter().map(|scope| (*scope).to_owned()))
+        .chain(
+            oidc.iter()
+                .filter(|scope| !scope.eq_ignore_ascii_case("offline_access"))
+                .map(|scope| (*scope).to_owned()),
+        )
         .collect();
     body.insert("scope".into(), json!(granted.join(" ")));
     let asked = |name: &str| oidc.iter().any(|scope| scope.eq_ignore_ascii_case(name));
@@ -781,6 +814,25 @@ fn delegated(
         body.insert("refresh_token".into(), json!(refresh_token));
     }
     Ok(Value::Object(body))
+}
+
+/// A resource must be an application registered in the tenant or one of Microsoft's APIs,
+/// whose service principals every tenant has.
+fn check_resource_exists(tenant: &Tenant, resource: &str) -> Result<(), AadError> {
+    let resource_trimmed = resource.trim_end_matches('/');
+    let microsoft = MICROSOFT_RESOURCES
+        .iter()
+        .any(|known| known.eq_ignore_ascii_case(resource_trimmed));
+    if microsoft
+        || tenant
+            .applications
+            .iter()
+            .any(|app| app.is_audience(resource))
+    {
+        Ok(())
+    } else {
+        Err(AadError::resource_not_found(resource, &tenant.id))
+    }
 }
 
 /// `api://x/Read` is (`api://x`, `Read`); `User.Read` is Microsoft Graph's.

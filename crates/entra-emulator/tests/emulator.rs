@@ -76,13 +76,20 @@ async fn client_secret_gets_an_app_token_with_entra_claims() {
 #[tokio::test]
 async fn the_same_app_in_another_tenant_gets_that_tenants_token() {
     let harness = start().await;
-    let (status, body) = harness
-        .post_token(OTHER_TENANT, &secret_form(API, "api://downstream/.default"))
-        .await;
+    let graph = secret_form(API, "https://graph.microsoft.com/.default");
+    let (status, body) = harness.post_token(OTHER_TENANT, &graph).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(
         claims(body["access_token"].as_str().expect("token"))["tid"],
         OTHER_TENANT
+    );
+
+    // The downstream API is registered in the first tenant only.
+    let downstream = secret_form(API, "api://downstream/.default");
+    let (status, body) = harness.post_token(OTHER_TENANT, &downstream).await;
+    assert_eq!(
+        (status, code(&body), body["error"].as_str()),
+        (400, 500_011, Some("invalid_resource"))
     );
 }
 
@@ -376,6 +383,8 @@ async fn on_behalf_of_exchanges_a_user_token_and_refreshes_it() {
     .expect("json");
     assert_eq!(client_info, json!({ "uid": USER, "utid": TENANT }));
 
+    // offline_access asks for a refresh token; it is not a permission the token carries.
+    assert_eq!(body["scope"], "api://downstream/Data.Read openid profile");
     let refresh_token = body["refresh_token"].as_str().expect("refresh token");
     let (status, refreshed) = harness
         .post_token(
@@ -435,6 +444,19 @@ async fn on_behalf_of_rejects_bad_user_assertions() {
     let (status, body) = obo(user_token(harness, "api://someone-else", 3600), API).await;
     assert_eq!((status, code(&body)), (400, 500_131), "{body}");
 
+    // A user of this tenant, but a token issued by another tenant.
+    let foreign = harness
+        .emulator
+        .mint_user_token(&UserTokenRequest {
+            user: USER.to_owned(),
+            audience: API.to_owned(),
+            tenant: Some(OTHER_TENANT.to_owned()),
+            ..UserTokenRequest::default()
+        })
+        .expect("token");
+    let (status, body) = obo(foreign, API).await;
+    assert_eq!((status, code(&body)), (400, 50_020), "{body}");
+
     let mut forged = user_token(harness, API, 3600);
     forged.push_str("AAAA");
     let (status, body) = obo(forged, API).await;
@@ -472,6 +494,8 @@ async fn cp1_claims_give_long_lived_cae_tokens_and_refresh_in_is_configurable() 
     let (status, body) = harness.post_token(TENANT, &form).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["expires_in"], 86_399);
+    // Long-lived tokens carry a hint to refresh them halfway.
+    assert_eq!(body["refresh_in"], 43_199);
     assert_eq!(
         claims(body["access_token"].as_str().expect("token"))["xms_cc"],
         json!(["CP1"])

@@ -20,6 +20,7 @@ pub const API: &str = "10000000-0000-0000-0000-000000000001";
 pub const SNI_APP: &str = "10000000-0000-0000-0000-000000000002";
 pub const WORKLOAD: &str = "10000000-0000-0000-0000-000000000003";
 pub const CONSENTED: &str = "10000000-0000-0000-0000-000000000004";
+pub const DOWNSTREAM: &str = "10000000-0000-0000-0000-000000000005";
 pub const USER: &str = "20000000-0000-0000-0000-000000000001";
 pub const SECRET: &str = "correct-horse-battery-staple";
 
@@ -58,6 +59,10 @@ pub fn config() -> EmulatorConfig {
                             ..FederatedCredentialConfig::default()
                         }],
                         ..app(WORKLOAD, "workload")
+                    },
+                    ApplicationConfig {
+                        app_id_uri: Some("api://downstream".to_owned()),
+                        ..app(DOWNSTREAM, "downstream")
                     },
                     ApplicationConfig {
                         secrets: vec![SECRET.to_owned()],
