@@ -1,0 +1,209 @@
+//! Authorities (the Entra ID host a credential talks to) and tenant IDs.
+
+use std::fmt;
+
+use crate::error::BuildError;
+
+/// Authority hosts of the Azure clouds.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct AzureAuthorityHosts;
+
+impl AzureAuthorityHosts {
+    /// The Azure public cloud (the default).
+    pub const AZURE_PUBLIC_CLOUD: &'static str = "login.microsoftonline.com";
+    /// Azure operated by 21Vianet (China).
+    pub const AZURE_CHINA: &'static str = "login.chinacloudapi.cn";
+    /// Azure US Government.
+    pub const AZURE_GOVERNMENT: &'static str = "login.microsoftonline.us";
+}
+
+/// The environment variable that overrides the default authority host.
+pub const AZURE_AUTHORITY_HOST: &str = "AZURE_AUTHORITY_HOST";
+
+/// An https authority such as `https://login.microsoftonline.com`, without a trailing slash.
+///
+/// Parsed, not just validated: anything not https is refused at construction.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Authority {
+    url: String,
+}
+
+impl Authority {
+    /// Normalises an authority as azure-identity does: a bare host gets `https://`; trailing
+    /// spaces and slashes are dropped; a path is kept; any scheme but https is refused.
+    ///
+    /// # Errors
+    ///
+    /// [`BuildError::InvalidAuthority`] for a non-https URL or one with no host.
+    pub fn parse(authority: &str) -> Result<Self, BuildError> {
+        let invalid = || BuildError::InvalidAuthority {
+            authority: authority.to_owned(),
+        };
+        let has_scheme = authority.contains("://");
+        let trimmed = authority.trim().trim_end_matches(['/', ' ']).trim_end();
+        let candidate = if has_scheme {
+            trimmed.to_owned()
+        } else {
+            format!("https://{trimmed}")
+        };
+        let parsed = url::Url::parse(&candidate).map_err(|_| invalid())?;
+        if parsed.scheme() != "https" || parsed.host_str().is_none_or(str::is_empty) {
+            return Err(invalid());
+        }
+        if parsed.query().is_some() || parsed.fragment().is_some() || !parsed.username().is_empty()
+        {
+            return Err(invalid());
+        }
+        let url = parsed.as_str().trim_end_matches('/').to_owned();
+        Ok(Self { url })
+    }
+
+    /// The Azure public cloud.
+    pub fn public_cloud() -> Self {
+        Self {
+            url: format!("https://{}", AzureAuthorityHosts::AZURE_PUBLIC_CLOUD),
+        }
+    }
+
+    /// The URL, such as `https://login.microsoftonline.com`.
+    pub fn as_str(&self) -> &str {
+        &self.url
+    }
+
+    /// The host (and port, if any) of the authority.
+    pub fn host(&self) -> &str {
+        let rest = self.url.trim_start_matches("https://");
+        rest.split('/').next().unwrap_or(rest)
+    }
+
+    /// `{authority}/{tenant}/oauth2/v2.0/token`. The tenant must have been validated.
+    pub(crate) fn token_endpoint(&self, tenant: &TenantId) -> String {
+        format!("{}/{}/oauth2/v2.0/token", self.url, tenant.as_str())
+    }
+}
+
+impl fmt::Debug for Authority {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Authority({})", self.url)
+    }
+}
+
+impl fmt::Display for Authority {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.url)
+    }
+}
+
+/// A tenant ID or domain: non-empty, only `[A-Za-z0-9.-]`, so it is safe in a URL path.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct TenantId(String);
+
+impl TenantId {
+    /// Validates a tenant ID.
+    ///
+    /// # Errors
+    ///
+    /// [`BuildError::InvalidTenantId`] when it is empty or has any other character.
+    pub fn parse(tenant: &str) -> Result<Self, BuildError> {
+        if is_valid_tenant(tenant) {
+            Ok(Self(tenant.to_owned()))
+        } else {
+            Err(BuildError::InvalidTenantId)
+        }
+    }
+
+    /// The tenant as given.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Whether a tenant ID is safe to put in a URL path: `[A-Za-z0-9.-]`, not empty.
+pub(crate) fn is_valid_tenant(tenant: &str) -> bool {
+    !tenant.is_empty()
+        && tenant
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || byte == b'.' || byte == b'-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn authorities_normalise_like_azure_identity() {
+        for input in [
+            "localhost",
+            "https://localhost",
+            "localhost/",
+            "localhost ",
+            "localhost/ ",
+            "https://localhost /",
+            "https://localhost/",
+        ] {
+            assert_eq!(
+                Authority::parse(input).expect(input).as_str(),
+                "https://localhost",
+                "{input}"
+            );
+        }
+        assert_eq!(
+            Authority::parse("https://foo.com/bar/")
+                .expect("path")
+                .as_str(),
+            "https://foo.com/bar"
+        );
+        assert_eq!(
+            Authority::parse("127.0.0.1:8443").expect("port").host(),
+            "127.0.0.1:8443"
+        );
+    }
+
+    #[test]
+    fn non_https_authorities_are_refused_with_the_python_message() {
+        for input in [
+            "http://localhost",
+            "file://localhost",
+            "ftp://x",
+            "https://",
+            "",
+        ] {
+            let error = Authority::parse(input).expect_err(input);
+            assert_eq!(
+                error.to_string(),
+                format!(
+                    "'{input}' is an invalid authority. The value must be a TLS protected (https) URL."
+                )
+            );
+        }
+    }
+
+    #[test]
+    fn tenant_ids_are_validated() {
+        for good in [
+            "72f988bf-86f1-41af-91ab-2d7cd011db47",
+            "contoso.onmicrosoft.com",
+            "organizations",
+            "common",
+        ] {
+            assert!(TenantId::parse(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "my tenant",
+            "my_tenant",
+            "/",
+            "\\",
+            "\"my-tenant\"",
+            "'my-tenant'",
+            "",
+            "a/../b",
+        ] {
+            assert_eq!(
+                TenantId::parse(bad),
+                Err(BuildError::InvalidTenantId),
+                "{bad}"
+            );
+        }
+    }
+}

@@ -1,0 +1,902 @@
+//! The token cache both credentials share.
+//!
+//! Tokens are grouped in *partitions*: one per application (authority and client ID), tenant,
+//! user (the SHA-256 of an on-behalf-of user assertion, never the assertion) and CAE flag.
+//! Inside a partition each set of scopes has a *slot* holding its token. A token for scopes
+//! `{a, b}` also serves a request for `{a}`.
+//!
+//! Reading a fresh token takes no lock and allocates nothing. When a token is missing or
+//! expired, one request per slot is in flight and every caller awaits it; when a token is due
+//! for a proactive refresh, one caller refreshes it while the others keep the cached token.
+//! Slots never wait on each other. The number of slots is bounded: past the capacity, the
+//! partitions whose tokens have all expired go first, then the least recently used.
+
+use std::future::Future;
+use std::hash::{Hash, Hasher};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use arc_swap::{ArcSwap, ArcSwapOption};
+use futures_util::FutureExt as _;
+use futures_util::future::WeakShared;
+
+use crate::error::CredentialError;
+use crate::secret::RefreshToken;
+use crate::token::AccessTokenInfo;
+
+/// A token is refreshed proactively when it expires within this many seconds.
+pub(crate) const REFRESH_WINDOW_SECS: i64 = 300;
+/// After a refresh attempt, a proactive refresh of the same slot waits this long.
+pub(crate) const REFRESH_RETRY_DELAY_SECS: i64 = 30;
+/// Slots a cache holds by default.
+pub(crate) const DEFAULT_CAPACITY: usize = 10_000;
+
+/// A bounded, concurrent token cache. Clones share the same cache, so credentials built with
+/// one [`TokenCache`] share their tokens.
+#[derive(Clone)]
+pub struct TokenCache {
+    inner: Arc<CacheInner>,
+}
+
+struct CacheInner {
+    partitions: papaya::HashMap<PartitionKey, Arc<Partition>, foldhash::fast::RandomState>,
+    slots: AtomicUsize,
+    capacity: usize,
+    evicting: Mutex<()>,
+}
+
+impl std::fmt::Debug for TokenCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenCache")
+            .field("slots", &self.inner.slots.load(Ordering::Relaxed))
+            .field("capacity", &self.inner.capacity)
+            .finish()
+    }
+}
+
+impl Default for TokenCache {
+    fn default() -> Self {
+        Self::with_capacity(DEFAULT_CAPACITY)
+    }
+}
+
+/// What a fetch produced: the token, and for on-behalf-of the partition's refresh token.
+#[derive(Debug)]
+pub(crate) struct Fetched {
+    pub(crate) info: AccessTokenInfo,
+    pub(crate) refresh_token: Option<RefreshToken>,
+}
+
+/// A token request, started only when the cache cannot answer.
+pub(crate) type FetchFuture =
+    Pin<Box<dyn Future<Output = Result<Fetched, CredentialError>> + Send>>;
+
+/// A request whose answer every waiting caller shares.
+type SharedRequest = Pin<Box<dyn Future<Output = Result<AccessTokenInfo, CredentialError>> + Send>>;
+
+impl TokenCache {
+    /// A cache holding at most `capacity` tokens (10,000 by default).
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self {
+            inner: Arc::new(CacheInner {
+                partitions: papaya::HashMap::builder()
+                    .hasher(foldhash::fast::RandomState::default())
+                    .build(),
+                slots: AtomicUsize::new(0),
+                capacity: capacity.max(1),
+                evicting: Mutex::new(()),
+            }),
+        }
+    }
+
+    /// How many tokens (slots) the cache holds.
+    pub fn len(&self) -> usize {
+        self.inner.slots.load(Ordering::Relaxed)
+    }
+
+    /// Whether the cache holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The most tokens the cache holds.
+    pub fn capacity(&self) -> usize {
+        self.inner.capacity
+    }
+
+    /// The cached token for `scopes` when it needs no refresh; no lock, no allocation.
+    pub(crate) fn fresh(
+        &self,
+        key: &PartitionKeyRef<'_>,
+        scopes: &SortedScopes<'_>,
+        now: i64,
+    ) -> Option<AccessTokenInfo> {
+        let guard = self.inner.partitions.guard();
+        let partition = self.inner.partitions.get(key, &guard)?;
+        partition.touch(now);
+        let slots = partition.slots.load();
+        let exact = slots.iter().find(|slot| scopes.equals(&slot.scopes));
+        if let Some(slot) = exact {
+            let token = slot.token.load();
+            let token = token.as_deref()?;
+            let last_attempt = slot.last_attempt.load(Ordering::Relaxed);
+            return matches!(
+                refresh_status(Some(token), now, last_attempt),
+                Refresh::NotNeeded
+            )
+            .then(|| token.clone());
+        }
+        // A token for more scopes serves fewer, while it needs no refresh of its own.
+        slots.iter().find_map(|slot| {
+            if !scopes.is_subset_of(&slot.scopes) {
+                return None;
+            }
+            let token = slot.token.load();
+            let token = token.as_deref()?;
+            let status =
+                refresh_status(Some(token), now, slot.last_attempt.load(Ordering::Relaxed));
+            matches!(status, Refresh::NotNeeded).then(|| token.clone())
+        })
+    }
+
+    /// The token for `scopes`: cached when fresh, else fetched once however many callers ask.
+    /// With `bypass` (a claims challenge) the cache is not consulted, but the result is stored.
+    pub(crate) async fn get_or_fetch(
+        &self,
+        key: &PartitionKeyRef<'_>,
+        scopes: &SortedScopes<'_>,
+        now: i64,
+        bypass: bool,
+        fetch: impl FnOnce(Option<RefreshToken>) -> FetchFuture,
+    ) -> Result<AccessTokenInfo, CredentialError> {
+        if let Some(token) = (!bypass).then(|| self.fresh(key, scopes, now)).flatten() {
+            return Ok(token);
+        }
+        let (partition, slot) = self.slot(key, scopes, now);
+        if bypass {
+            let fetched =
+                fetch(partition.refresh_token.load_full().map(|rt| (*rt).clone())).await?;
+            return Ok(store(&partition, &slot, fetched));
+        }
+        let current = slot.token.load_full();
+        let last_attempt = slot.last_attempt.load(Ordering::Relaxed);
+        match refresh_status(current.as_deref(), now, last_attempt) {
+            Refresh::NotNeeded => match current {
+                Some(token) => Ok((*token).clone()),
+                None => self.join_or_start(&partition, &slot, fetch).await,
+            },
+            Refresh::Required => {
+                slot.last_attempt.store(now, Ordering::Relaxed);
+                self.join_or_start(&partition, &slot, fetch).await
+            }
+            Refresh::Recommended => {
+                let Some(current) = current else {
+                    return self.join_or_start(&partition, &slot, fetch).await;
+                };
+                // One caller wins the right to refresh; the others keep the cached token.
+                let won = slot
+                    .last_attempt
+                    .compare_exchange(last_attempt, now, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok();
+                if !won {
+                    return Ok((*current).clone());
+                }
+                match self.join_or_start(&partition, &slot, fetch).await {
+                    Ok(token) => Ok(token),
+                    Err(error) => {
+                        tracing::warn!(
+                            "proactive token refresh failed; the cached token stays in use: {error}"
+                        );
+                        Ok((*current).clone())
+                    }
+                }
+            }
+        }
+    }
+
+    async fn join_or_start(
+        &self,
+        partition: &Arc<Partition>,
+        slot: &Arc<Slot>,
+        fetch: impl FnOnce(Option<RefreshToken>) -> FetchFuture,
+    ) -> Result<AccessTokenInfo, CredentialError> {
+        let shared = {
+            let mut inflight = slot
+                .inflight
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            match inflight.as_ref().and_then(WeakShared::upgrade) {
+                Some(running) => running,
+                None => {
+                    let refresh_token = partition.refresh_token.load_full().map(|rt| (*rt).clone());
+                    let request = fetch(refresh_token);
+                    let (partition, slot) = (partition.clone(), slot.clone());
+                    let future: SharedRequest = Box::pin(async move {
+                        let outcome = request
+                            .await
+                            .map(|fetched| store(&partition, &slot, fetched));
+                        // Later callers start afresh: this request's answer is spent.
+                        *slot
+                            .inflight
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+                        outcome
+                    });
+                    let shared = future.shared();
+                    *inflight = shared.downgrade();
+                    shared
+                }
+            }
+        };
+        shared.await
+    }
+
+    /// The partition and slot for a key and scopes, created when missing.
+    fn slot(
+        &self,
+        key: &PartitionKeyRef<'_>,
+        scopes: &SortedScopes<'_>,
+        now: i64,
+    ) -> (Arc<Partition>, Arc<Slot>) {
+        let partition = {
+            let guard = self.inner.partitions.guard();
+            match self.inner.partitions.get(key, &guard) {
+                Some(partition) => partition.clone(),
+                None => self
+                    .inner
+                    .partitions
+                    .get_or_insert_with(key.into_owned(), || Arc::new(Partition::new(now)), &guard)
+                    .clone(),
+            }
+        };
+        partition.touch(now);
+        if let Some(slot) = partition
+            .slots
+            .load()
+            .iter()
+            .find(|slot| scopes.equals(&slot.scopes))
+        {
+            return (partition.clone(), slot.clone());
+        }
+        let slot = {
+            let _grow = partition
+                .grow
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let slots = partition.slots.load_full();
+            match slots.iter().find(|slot| scopes.equals(&slot.scopes)) {
+                Some(slot) => slot.clone(),
+                None => {
+                    let slot = Arc::new(Slot::new(scopes.to_boxed()));
+                    let mut grown = Vec::with_capacity(slots.len() + 1);
+                    grown.extend(slots.iter().cloned());
+                    grown.push(slot.clone());
+                    partition.slots.store(Arc::new(grown));
+                    self.inner.slots.fetch_add(1, Ordering::Relaxed);
+                    slot
+                }
+            }
+        };
+        if self.inner.slots.load(Ordering::Relaxed) > self.inner.capacity {
+            self.evict(now);
+        }
+        (partition, slot)
+    }
+
+    /// Brings the cache under 90 % of its capacity: partitions with no valid token first, then
+    /// the least recently used.
+    fn evict(&self, now: i64) {
+        let Ok(_evicting) = self.inner.evicting.try_lock() else {
+            return; // another caller is already evicting
+        };
+        let target = self.inner.capacity - self.inner.capacity / 10;
+        let guard = self.inner.partitions.guard();
+        let mut candidates: Vec<(bool, i64, usize, PartitionKey)> = self
+            .inner
+            .partitions
+            .iter(&guard)
+            .map(|(key, partition)| {
+                let slots = partition.slots.load();
+                // A slot still waiting for its first token is not dead: it is being filled.
+                let live = slots.iter().any(|slot| {
+                    slot.token
+                        .load()
+                        .as_deref()
+                        .is_none_or(|token| token.expires_on > now)
+                });
+                (
+                    live,
+                    partition.last_used.load(Ordering::Relaxed),
+                    slots.len(),
+                    key.clone(),
+                )
+            })
+            .collect();
+        // Dead partitions (false) sort first, then the oldest.
+        candidates.sort_unstable_by_key(|(live, last_used, _, _)| (*live, *last_used));
+        for (_, _, slot_count, key) in candidates {
+            if self.inner.slots.load(Ordering::Relaxed) <= target {
+                break;
+            }
+            if self.inner.partitions.remove(&key, &guard).is_some() {
+                self.inner.slots.fetch_sub(slot_count, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+fn store(partition: &Partition, slot: &Slot, fetched: Fetched) -> AccessTokenInfo {
+    if let Some(refresh_token) = fetched.refresh_token {
+        partition.refresh_token.store(Some(Arc::new(refresh_token)));
+    }
+    slot.token.store(Some(Arc::new(fetched.info.clone())));
+    fetched.info
+}
+
+/// Whether a cached token should be refreshed, by azure-identity's rules.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Refresh {
+    /// Serve the cached token.
+    NotNeeded,
+    /// Serve the cached token, but one caller should try to refresh it.
+    Recommended,
+    /// There is no usable token: fetch one, and fail if that fails.
+    Required,
+}
+
+/// 1. no token, or expired: required (the retry delay does not apply);
+/// 2. an attempt less than 30 s ago: not needed;
+/// 3. past `refresh_on`, or within 300 s of expiry: recommended;
+/// 4. otherwise not needed.
+pub(crate) fn refresh_status(
+    token: Option<&AccessTokenInfo>,
+    now: i64,
+    last_attempt: i64,
+) -> Refresh {
+    let Some(token) = token else {
+        return Refresh::Required;
+    };
+    if now >= token.expires_on {
+        return Refresh::Required;
+    }
+    if now.saturating_sub(last_attempt) < REFRESH_RETRY_DELAY_SECS {
+        return Refresh::NotNeeded;
+    }
+    if token.refresh_on.is_some_and(|refresh_on| now >= refresh_on)
+        || token.expires_on - now <= REFRESH_WINDOW_SECS
+    {
+        return Refresh::Recommended;
+    }
+    Refresh::NotNeeded
+}
+
+struct Partition {
+    slots: ArcSwap<Vec<Arc<Slot>>>,
+    grow: Mutex<()>,
+    last_used: AtomicI64,
+    refresh_token: ArcSwapOption<RefreshToken>,
+}
+
+impl Partition {
+    fn new(now: i64) -> Self {
+        Self {
+            slots: ArcSwap::from_pointee(Vec::new()),
+            grow: Mutex::new(()),
+            last_used: AtomicI64::new(now),
+            refresh_token: ArcSwapOption::empty(),
+        }
+    }
+
+    /// Records use; writes only when the second changed, so concurrent readers do not fight
+    /// over the cache line.
+    fn touch(&self, now: i64) {
+        if self.last_used.load(Ordering::Relaxed) != now {
+            self.last_used.store(now, Ordering::Relaxed);
+        }
+    }
+}
+
+struct Slot {
+    scopes: Box<[Box<str>]>,
+    token: ArcSwapOption<AccessTokenInfo>,
+    last_attempt: AtomicI64,
+    inflight: Mutex<Option<WeakShared<SharedRequest>>>,
+}
+
+impl Slot {
+    fn new(scopes: Box<[Box<str>]>) -> Self {
+        Self {
+            scopes,
+            token: ArcSwapOption::empty(),
+            last_attempt: AtomicI64::new(i64::MIN),
+            inflight: Mutex::new(None),
+        }
+    }
+}
+
+/// Which partition a token belongs to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct PartitionKey {
+    app: Arc<str>,
+    tenant: Box<str>,
+    user: Option<[u8; 32]>,
+    cae: bool,
+}
+
+/// A borrowed [`PartitionKey`], for lookups that allocate nothing.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PartitionKeyRef<'a> {
+    pub(crate) app: &'a str,
+    pub(crate) tenant: &'a str,
+    pub(crate) user: Option<&'a [u8; 32]>,
+    pub(crate) cae: bool,
+}
+
+impl PartitionKeyRef<'_> {
+    fn into_owned(self) -> PartitionKey {
+        PartitionKey {
+            app: Arc::from(self.app),
+            tenant: Box::from(self.tenant),
+            user: self.user.copied(),
+            cae: self.cae,
+        }
+    }
+}
+
+fn hash_key<H: Hasher>(app: &str, tenant: &str, user: Option<&[u8; 32]>, cae: bool, state: &mut H) {
+    app.hash(state);
+    tenant.hash(state);
+    user.hash(state);
+    cae.hash(state);
+}
+
+impl Hash for PartitionKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        hash_key(&self.app, &self.tenant, self.user.as_ref(), self.cae, state);
+    }
+}
+
+impl Hash for PartitionKeyRef<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        hash_key(self.app, self.tenant, self.user, self.cae, state);
+    }
+}
+
+impl papaya::Equivalent<PartitionKey> for PartitionKeyRef<'_> {
+    fn equivalent(&self, key: &PartitionKey) -> bool {
+        self.cae == key.cae
+            && self.user == key.user.as_ref()
+            && self.tenant == &*key.tenant
+            && self.app == &*key.app
+    }
+}
+
+/// Requested scopes, sorted and without duplicates; up to eight live on the stack.
+#[derive(Debug)]
+pub(crate) struct SortedScopes<'a> {
+    inline: [&'a str; INLINE_SCOPES],
+    heap: Vec<&'a str>,
+    len: usize,
+}
+
+const INLINE_SCOPES: usize = 8;
+
+impl<'a> SortedScopes<'a> {
+    pub(crate) fn new(scopes: &[&'a str]) -> Self {
+        if scopes.len() <= INLINE_SCOPES {
+            let mut inline = [""; INLINE_SCOPES];
+            inline[..scopes.len()].copy_from_slice(scopes);
+            let sorted = &mut inline[..scopes.len()];
+            sorted.sort_unstable();
+            let len = dedup_sorted(sorted);
+            Self {
+                inline,
+                heap: Vec::new(),
+                len,
+            }
+        } else {
+            let mut heap = scopes.to_vec();
+            heap.sort_unstable();
+            heap.dedup();
+            let len = heap.len();
+            Self {
+                inline: [""; INLINE_SCOPES],
+                heap,
+                len,
+            }
+        }
+    }
+
+    pub(crate) fn as_slice(&self) -> &[&'a str] {
+        if self.heap.is_empty() {
+            &self.inline[..self.len]
+        } else {
+            &self.heap
+        }
+    }
+
+    fn equals(&self, other: &[Box<str>]) -> bool {
+        let mine = self.as_slice();
+        mine.len() == other.len() && mine.iter().zip(other).all(|(a, b)| *a == &**b)
+    }
+
+    fn is_subset_of(&self, other: &[Box<str>]) -> bool {
+        self.as_slice()
+            .iter()
+            .all(|scope| other.binary_search_by(|o| (**o).cmp(scope)).is_ok())
+    }
+
+    fn to_boxed(&self) -> Box<[Box<str>]> {
+        self.as_slice()
+            .iter()
+            .map(|scope| Box::from(*scope))
+            .collect()
+    }
+}
+
+/// Removes adjacent duplicates in place; returns the new length.
+fn dedup_sorted(scopes: &mut [&str]) -> usize {
+    if scopes.is_empty() {
+        return 0;
+    }
+    let mut write = 1;
+    for read in 1..scopes.len() {
+        if scopes[read] != scopes[write - 1] {
+            scopes[write] = scopes[read];
+            write += 1;
+        }
+    }
+    write
+}
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+    use std::sync::atomic::AtomicUsize;
+
+    use super::*;
+    use crate::secret::AccessTokenSecret;
+
+    fn info(token: &str, expires_on: i64, refresh_on: Option<i64>) -> AccessTokenInfo {
+        AccessTokenInfo {
+            token: AccessTokenSecret::new(token),
+            expires_on,
+            token_type: Cow::Borrowed("Bearer"),
+            refresh_on,
+        }
+    }
+
+    fn key(tenant: &str) -> PartitionKeyRef<'_> {
+        PartitionKeyRef {
+            app: "https://login|client",
+            tenant,
+            user: None,
+            cae: false,
+        }
+    }
+
+    fn fetch_returning(
+        calls: &Arc<AtomicUsize>,
+        token: &'static str,
+        expires_on: i64,
+    ) -> impl FnOnce(Option<RefreshToken>) -> FetchFuture + use<> {
+        let calls = calls.clone();
+        move |_| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async move {
+                Ok(Fetched {
+                    info: info(token, expires_on, None),
+                    refresh_token: None,
+                })
+            })
+        }
+    }
+
+    fn failing(
+        calls: &Arc<AtomicUsize>,
+    ) -> impl FnOnce(Option<RefreshToken>) -> FetchFuture + use<> {
+        let calls = calls.clone();
+        move |_| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async { Err(CredentialError::InvalidRequest("auth failed".into())) })
+        }
+    }
+
+    #[test]
+    fn refresh_rules_follow_azure_identity() {
+        let now = 10_000;
+        let never = i64::MIN;
+        // Cases 4-13 of the GetTokenMixin suite.
+        assert_eq!(refresh_status(None, now, never), Refresh::Required);
+        assert_eq!(
+            refresh_status(Some(&info("t", now - 1, None)), now, never),
+            Refresh::Required
+        );
+        assert_eq!(
+            refresh_status(Some(&info("t", now + 310, None)), now, never),
+            Refresh::NotNeeded
+        );
+        assert_eq!(
+            refresh_status(Some(&info("t", now + 299, None)), now, never),
+            Refresh::Recommended
+        );
+        assert_eq!(
+            refresh_status(Some(&info("t", now + 299, None)), now, now - 10),
+            Refresh::NotNeeded
+        );
+        assert_eq!(
+            refresh_status(Some(&info("t", now + 3600, Some(now - 1))), now, never),
+            Refresh::Recommended
+        );
+        assert_eq!(
+            refresh_status(Some(&info("t", now + 3600, Some(now + 600))), now, never),
+            Refresh::NotNeeded
+        );
+        assert_eq!(
+            refresh_status(Some(&info("t", now - 1, None)), now, now),
+            Refresh::Required
+        );
+        assert_eq!(
+            refresh_status(Some(&info("t", now + 3600, Some(now - 1))), now, now),
+            Refresh::NotNeeded
+        );
+    }
+
+    #[test]
+    fn sorted_scopes_dedup_and_compare() {
+        let scopes = SortedScopes::new(&["b", "a", "b"]);
+        assert_eq!(scopes.as_slice(), ["a", "b"]);
+        let owned: Box<[Box<str>]> = vec![Box::from("a"), Box::from("b"), Box::from("c")].into();
+        assert!(scopes.is_subset_of(&owned));
+        assert!(!scopes.equals(&owned));
+        assert!(SortedScopes::new(&["c", "b", "a"]).equals(&owned));
+        let many: Vec<String> = (0..12).map(|i| format!("s{i:02}")).collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).rev().collect();
+        assert_eq!(SortedScopes::new(&many).as_slice().first(), Some(&"s00"));
+    }
+
+    #[tokio::test]
+    async fn cached_tokens_are_served_until_the_refresh_window() {
+        let cache = TokenCache::default();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let scopes = SortedScopes::new(&["s"]);
+        let now = 1_000_000;
+        let first = cache
+            .get_or_fetch(
+                &key("t"),
+                &scopes,
+                now,
+                false,
+                fetch_returning(&calls, "A", now + 3600),
+            )
+            .await;
+        assert_eq!(first.expect("token").token.expose_secret(), "A");
+        let again = cache
+            .get_or_fetch(
+                &key("t"),
+                &scopes,
+                now + 100,
+                false,
+                fetch_returning(&calls, "B", now + 7200),
+            )
+            .await;
+        assert_eq!(again.expect("token").token.expose_secret(), "A");
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        // Another tenant is another partition.
+        let other = cache
+            .get_or_fetch(
+                &key("u"),
+                &scopes,
+                now,
+                false,
+                fetch_returning(&calls, "C", now + 3600),
+            )
+            .await;
+        assert_eq!(other.expect("token").token.expose_secret(), "C");
+        // Inside the refresh window: a new token.
+        let later = now + 3600 - 299;
+        let refreshed = cache
+            .get_or_fetch(
+                &key("t"),
+                &scopes,
+                later,
+                false,
+                fetch_returning(&calls, "D", later + 3600),
+            )
+            .await;
+        assert_eq!(refreshed.expect("token").token.expose_secret(), "D");
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn failed_proactive_refresh_keeps_the_token_and_waits_30_seconds() {
+        let cache = TokenCache::default();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let scopes = SortedScopes::new(&["s"]);
+        let now = 1_000_000;
+        cache
+            .get_or_fetch(
+                &key("t"),
+                &scopes,
+                now,
+                false,
+                fetch_returning(&calls, "A", now + 3600),
+            )
+            .await
+            .expect("first");
+        let window = now + 3600 - 299;
+        for offset in 0..4 {
+            let token = cache
+                .get_or_fetch(&key("t"), &scopes, window + offset, false, failing(&calls))
+                .await;
+            assert_eq!(token.expect("cached token").token.expose_secret(), "A");
+        }
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            2,
+            "one failed refresh, then the retry delay"
+        );
+        let token = cache
+            .get_or_fetch(&key("t"), &scopes, window + 30, false, failing(&calls))
+            .await;
+        assert_eq!(token.expect("cached").token.expose_secret(), "A");
+        assert_eq!(calls.load(Ordering::SeqCst), 3, "tried again after 30 s");
+        // Once expired, the failure propagates, retry delay or not.
+        let expired = cache
+            .get_or_fetch(&key("t"), &scopes, now + 3600, false, failing(&calls))
+            .await;
+        assert!(expired.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_token_for_more_scopes_serves_fewer() {
+        let cache = TokenCache::default();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let now = 1_000_000;
+        cache
+            .get_or_fetch(
+                &key("t"),
+                &SortedScopes::new(&["a", "b"]),
+                now,
+                false,
+                fetch_returning(&calls, "AB", now + 3600),
+            )
+            .await
+            .expect("token");
+        for scopes in [&["a"][..], &["b"], &["b", "a"]] {
+            let token = cache
+                .fresh(&key("t"), &SortedScopes::new(scopes), now)
+                .expect("served");
+            assert_eq!(token.token.expose_secret(), "AB");
+        }
+        assert!(
+            cache
+                .fresh(&key("t"), &SortedScopes::new(&["a", "c"]), now)
+                .is_none()
+        );
+    }
+
+    #[tokio::test]
+    async fn claims_bypass_the_lookup_but_store_the_result() {
+        let cache = TokenCache::default();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let scopes = SortedScopes::new(&["s"]);
+        let now = 1_000_000;
+        cache
+            .get_or_fetch(
+                &key("t"),
+                &scopes,
+                now,
+                false,
+                fetch_returning(&calls, "A", now + 3600),
+            )
+            .await
+            .expect("A");
+        let challenged = cache
+            .get_or_fetch(
+                &key("t"),
+                &scopes,
+                now,
+                true,
+                fetch_returning(&calls, "B", now + 3600),
+            )
+            .await;
+        assert_eq!(challenged.expect("B").token.expose_secret(), "B");
+        assert_eq!(
+            cache
+                .fresh(&key("t"), &scopes, now)
+                .expect("stored")
+                .token
+                .expose_secret(),
+            "B"
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn concurrent_callers_share_one_fetch() {
+        let cache = TokenCache::default();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let now = 1_000_000;
+        let (release, gate) = tokio::sync::watch::channel(false);
+        let mut callers = Vec::new();
+        for _ in 0..200 {
+            let cache = cache.clone();
+            let calls = calls.clone();
+            let mut gate = gate.clone();
+            callers.push(tokio::spawn(async move {
+                let fetch = move |_| -> FetchFuture {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    Box::pin(async move {
+                        let _ = gate.wait_for(|open| *open).await;
+                        Ok(Fetched {
+                            info: info("T", now + 3600, None),
+                            refresh_token: None,
+                        })
+                    })
+                };
+                cache
+                    .get_or_fetch(&key("t"), &SortedScopes::new(&["s"]), now, false, fetch)
+                    .await
+            }));
+        }
+        tokio::task::yield_now().await;
+        let _ = release.send(true);
+        for caller in callers {
+            assert_eq!(
+                caller
+                    .await
+                    .expect("task")
+                    .expect("token")
+                    .token
+                    .expose_secret(),
+                "T"
+            );
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn the_cache_stays_within_capacity_dropping_dead_and_old_partitions_first() {
+        let cache = TokenCache::with_capacity(10);
+        let calls = Arc::new(AtomicUsize::new(0));
+        let scopes = SortedScopes::new(&["s"]);
+        let now = 1_000_000;
+        // Tenant "dead" holds an expired token; "t0".."t9" are live, t0 the oldest.
+        cache
+            .get_or_fetch(
+                &key("dead"),
+                &scopes,
+                now,
+                false,
+                fetch_returning(&calls, "X", now + 1),
+            )
+            .await
+            .expect("x");
+        let tenants: Vec<String> = (0..12).map(|i| format!("t{i}")).collect();
+        for (i, tenant) in tenants.iter().enumerate() {
+            let at = now + 10 + i as i64;
+            cache
+                .get_or_fetch(
+                    &key(tenant),
+                    &scopes,
+                    at,
+                    false,
+                    fetch_returning(&calls, "T", at + 3600),
+                )
+                .await
+                .expect("t");
+        }
+        assert!(cache.len() <= 10, "{}", cache.len());
+        assert!(cache.fresh(&key("dead"), &scopes, now).is_none());
+        assert!(
+            cache.fresh(&key("t0"), &scopes, now + 30).is_none(),
+            "least recently used went"
+        );
+        assert!(
+            cache.fresh(&key("t11"), &scopes, now + 30).is_some(),
+            "the newest stays"
+        );
+    }
+}

@@ -1,0 +1,178 @@
+//! What both credentials share: configuration, the token endpoint call, and the cache path.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::authority::{AZURE_AUTHORITY_HOST, Authority, TenantId};
+use crate::cache::{FetchFuture, Fetched, PartitionKeyRef, SortedScopes, TokenCache};
+use crate::environment::{Clock, Environment, ProcessEnvironment, SystemClock};
+use crate::error::{BuildError, CredentialError};
+use crate::http::{HttpClient, HttpOptions};
+use crate::persistence::TokenCachePersistenceOptions;
+use crate::protocol::{TokenResponse, parse_token_response};
+use crate::secret::RefreshToken;
+use crate::tenant::{AZURE_IDENTITY_DISABLE_MULTITENANTAUTH, TenantPolicy};
+use crate::token::{AccessTokenInfo, TokenRequestOptions};
+
+/// Options every credential takes.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct CommonOptions {
+    pub(crate) authority: Option<String>,
+    pub(crate) additionally_allowed_tenants: Vec<String>,
+    pub(crate) cache_persistence_options: Option<TokenCachePersistenceOptions>,
+    pub(crate) http: HttpOptions,
+    pub(crate) cache: Option<TokenCache>,
+    pub(crate) clock: Option<Arc<dyn Clock>>,
+    pub(crate) environment: Option<Arc<dyn Environment>>,
+}
+
+/// The built, validated configuration and the shared machinery.
+#[derive(Debug)]
+pub(crate) struct Core {
+    pub(crate) name: &'static str,
+    pub(crate) authority: Authority,
+    pub(crate) client_id: String,
+    pub(crate) tenants: TenantPolicy,
+    /// Authority and client ID: the application part of every cache key.
+    pub(crate) app_key: Arc<str>,
+    pub(crate) http: HttpClient,
+    pub(crate) cache: TokenCache,
+    pub(crate) clock: Arc<dyn Clock>,
+    closed: AtomicBool,
+}
+
+impl Core {
+    pub(crate) fn build(
+        name: &'static str,
+        tenant_id: &str,
+        client_id: &str,
+        options: CommonOptions,
+    ) -> Result<Self, BuildError> {
+        let environment: Arc<dyn Environment> = options
+            .environment
+            .unwrap_or_else(|| Arc::new(ProcessEnvironment));
+        let tenant = TenantId::parse(tenant_id)?;
+        if client_id.trim().is_empty() {
+            return Err(BuildError::MissingClientId);
+        }
+        let authority = match options.authority {
+            Some(authority) => Authority::parse(&authority)?,
+            None => match environment
+                .var(AZURE_AUTHORITY_HOST)
+                .filter(|host| !host.is_empty())
+            {
+                Some(host) => Authority::parse(&host)?,
+                None => Authority::public_cloud(),
+            },
+        };
+        let multitenant_disabled = environment
+            .var(AZURE_IDENTITY_DISABLE_MULTITENANTAUTH)
+            .is_some_and(|value| !value.is_empty());
+        let http = HttpClient::shared(&options.http, environment.as_ref())?;
+        if let Some(persistence) = &options.cache_persistence_options {
+            tracing::warn!(
+                name = persistence.name(),
+                "{name}: persistent token caching is not available yet; tokens are cached in memory"
+            );
+        }
+        Ok(Self {
+            name,
+            app_key: Arc::from(format!("{}|{}", authority.as_str(), client_id)),
+            authority,
+            client_id: client_id.to_owned(),
+            tenants: TenantPolicy::new(
+                tenant,
+                options.additionally_allowed_tenants,
+                multitenant_disabled,
+            ),
+            http,
+            cache: options.cache.unwrap_or_default(),
+            clock: options.clock.unwrap_or_else(|| Arc::new(SystemClock)),
+            closed: AtomicBool::new(false),
+        })
+    }
+
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::Relaxed);
+    }
+
+    /// The cache path of a token request. `fetch` is called, with the tenant and the
+    /// partition's refresh token, only when the cache cannot answer.
+    pub(crate) async fn token(
+        &self,
+        scopes: &[&str],
+        options: TokenRequestOptions<'_>,
+        user: Option<&[u8; 32]>,
+        fetch: impl FnOnce(&str, Option<RefreshToken>) -> FetchFuture,
+    ) -> Result<AccessTokenInfo, CredentialError> {
+        if self.closed.load(Ordering::Relaxed) {
+            return Err(CredentialError::unavailable(format!(
+                "{} has been closed and can no longer request tokens",
+                self.name
+            )));
+        }
+        if scopes.is_empty() {
+            return Err(CredentialError::InvalidRequest(
+                "\"get_token\" requires at least one scope".to_owned(),
+            ));
+        }
+        let tenant = self.tenants.resolve(options.tenant_id)?;
+        let key = PartitionKeyRef {
+            app: &self.app_key,
+            tenant,
+            user,
+            cae: options.enable_cae,
+        };
+        let sorted = SortedScopes::new(scopes);
+        let bypass = options
+            .claims
+            .is_some_and(|claims| !claims.trim().is_empty());
+        let now = self.clock.now();
+        let outcome = self
+            .cache
+            .get_or_fetch(&key, &sorted, now, bypass, |refresh_token| {
+                fetch(tenant, refresh_token)
+            })
+            .await;
+        match &outcome {
+            Ok(_) => tracing::debug!("{}.get_token succeeded", self.name),
+            Err(error) => tracing::warn!("{}.get_token failed: {error}", self.name),
+        }
+        outcome
+    }
+
+    /// Posts a form to the tenant's token endpoint and reads the answer.
+    pub(crate) async fn post(
+        &self,
+        tenant: &str,
+        body: zeroize::Zeroizing<String>,
+    ) -> Result<TokenResponse, CredentialError> {
+        // `tenant` was validated by the tenant policy.
+        let tenant = TenantId::parse(tenant)
+            .map_err(|error| CredentialError::InvalidRequest(error.to_string()))?;
+        let url = self.authority.token_endpoint(&tenant);
+        let client_request_id = uuid::Uuid::new_v4().to_string();
+        let request_time = self.clock.now();
+        tracing::debug!(url, client_request_id, "requesting a token");
+        let response = self
+            .http
+            .post_form(&url, &body, &client_request_id)
+            .await
+            .map_err(CredentialError::ClientAuthentication)?;
+        parse_token_response(
+            response.status,
+            response.content_type.as_deref(),
+            &response.body,
+            request_time,
+        )
+    }
+}
+
+impl From<TokenResponse> for Fetched {
+    fn from(response: TokenResponse) -> Self {
+        Self {
+            info: response.info,
+            refresh_token: response.refresh_token,
+        }
+    }
+}

@@ -1,0 +1,188 @@
+//! `ClientAssertionCredential`: a service principal proves itself with a JWT assertion that a
+//! function (or a file) supplies.
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::assertion::ClientAssertionSource;
+use crate::cache::{FetchFuture, Fetched};
+use crate::core::{CommonOptions, Core};
+use crate::credential::common_builder_methods;
+use crate::error::{BuildError, ClientAuthenticationError, CredentialError, FailureKind};
+use crate::protocol::{FormBody, JWT_BEARER_ASSERTION_TYPE, merge_claims};
+use crate::token::{AccessTokenInfo, TokenCredential, TokenRequestOptions};
+
+/// Authenticates a service principal with a JWT assertion.
+///
+/// The assertion source is called every time the credential requests a new token, and never
+/// when a cached token answers. Use it for workload identity (see
+/// [`crate::FileAssertion`]), a managed identity acting as a federated credential, or an
+/// assertion signed elsewhere.
+///
+/// Cloning is cheap: clones share the configuration, the cache and the connection pool.
+///
+/// ```no_run
+/// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+/// use entra_identity::{ClientAssertionCredential, TokenCredential};
+///
+/// let credential = ClientAssertionCredential::new(
+///     "72f988bf-86f1-41af-91ab-2d7cd011db47",
+///     "11111111-2222-3333-4444-555555555555",
+///     || async { Ok::<_, std::io::Error>(std::fs::read_to_string("/var/run/token")?) },
+/// )?;
+/// let token = credential.get_token(&["https://vault.azure.net/.default"], None, None, false).await?;
+/// # let _ = token; Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct ClientAssertionCredential {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    core: Core,
+    source: Box<dyn ClientAssertionSource>,
+}
+
+impl fmt::Debug for ClientAssertionCredential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientAssertionCredential")
+            .field("authority", &self.inner.core.authority)
+            .field("tenant_id", self.inner.core.tenants.default_tenant())
+            .field("client_id", &self.inner.core.client_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientAssertionCredential {
+    /// A credential for `client_id` in `tenant_id` with default options.
+    ///
+    /// # Errors
+    ///
+    /// An invalid tenant ID, an empty client ID, or an invalid `AZURE_AUTHORITY_HOST`.
+    pub fn new(
+        tenant_id: &str,
+        client_id: &str,
+        source: impl ClientAssertionSource + 'static,
+    ) -> Result<Self, BuildError> {
+        Self::builder(tenant_id, client_id, source).build()
+    }
+
+    /// Starts building a credential with options.
+    pub fn builder(
+        tenant_id: &str,
+        client_id: &str,
+        source: impl ClientAssertionSource + 'static,
+    ) -> ClientAssertionCredentialBuilder {
+        ClientAssertionCredentialBuilder {
+            tenant_id: tenant_id.to_owned(),
+            client_id: client_id.to_owned(),
+            source: Box::new(source),
+            common: CommonOptions::default(),
+        }
+    }
+
+    /// The configured tenant.
+    pub fn tenant_id(&self) -> &str {
+        self.inner.core.tenants.default_tenant().as_str()
+    }
+
+    /// The application's client ID.
+    pub fn client_id(&self) -> &str {
+        &self.inner.core.client_id
+    }
+
+    fn fetch(
+        &self,
+        scopes: &[&str],
+        options: TokenRequestOptions<'_>,
+    ) -> impl FnOnce(&str, Option<crate::RefreshToken>) -> FetchFuture + use<> {
+        let inner = self.inner.clone();
+        let scope = scopes.join(" ");
+        let claims = options.claims.map(str::to_owned);
+        let enable_cae = options.enable_cae;
+        move |tenant, _refresh_token| {
+            let tenant = tenant.to_owned();
+            Box::pin(async move {
+                let claims = merge_claims(claims.as_deref(), enable_cae)?;
+                let assertion = inner.source.client_assertion().await.map_err(|error| {
+                    CredentialError::ClientAuthentication(
+                        ClientAuthenticationError::new(
+                            FailureKind::ClientAssertion,
+                            format!("the client assertion source failed: {error}"),
+                        )
+                        .with_boxed_source(error),
+                    )
+                })?;
+                let body = FormBody::new()
+                    .field("client_assertion", assertion.expose_secret())
+                    .field("client_assertion_type", JWT_BEARER_ASSERTION_TYPE)
+                    .field("client_id", &inner.core.client_id)
+                    .field("grant_type", "client_credentials")
+                    .field("scope", &scope)
+                    .optional("claims", claims.as_deref())
+                    .finish();
+                inner.core.post(&tenant, body).await.map(Fetched::from)
+            })
+        }
+    }
+}
+
+impl TokenCredential for ClientAssertionCredential {
+    async fn get_token_info(
+        &self,
+        scopes: &[&str],
+        options: TokenRequestOptions<'_>,
+    ) -> Result<AccessTokenInfo, CredentialError> {
+        // The request closure is built lazily: a cache hit allocates nothing.
+        let core = &self.inner.core;
+        core.token(scopes, options, None, |tenant, refresh_token| {
+            self.fetch(scopes, options)(tenant, refresh_token)
+        })
+        .await
+    }
+
+    async fn close(&self) {
+        self.inner.core.close();
+    }
+}
+
+/// Builds a [`ClientAssertionCredential`].
+pub struct ClientAssertionCredentialBuilder {
+    tenant_id: String,
+    client_id: String,
+    source: Box<dyn ClientAssertionSource>,
+    common: CommonOptions,
+}
+
+impl fmt::Debug for ClientAssertionCredentialBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientAssertionCredentialBuilder")
+            .field("tenant_id", &self.tenant_id)
+            .field("client_id", &self.client_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientAssertionCredentialBuilder {
+    common_builder_methods!();
+
+    /// Builds the credential. Nothing is sent until the first token request.
+    ///
+    /// # Errors
+    ///
+    /// An invalid tenant ID or authority, an empty client ID, or an unreadable extra CA.
+    pub fn build(self) -> Result<ClientAssertionCredential, BuildError> {
+        let core = Core::build(
+            "ClientAssertionCredential",
+            &self.tenant_id,
+            &self.client_id,
+            self.common,
+        )?;
+        Ok(ClientAssertionCredential {
+            inner: Arc::new(Inner {
+                core,
+                source: self.source,
+            }),
+        })
+    }
+}

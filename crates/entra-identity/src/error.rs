@@ -1,0 +1,320 @@
+//! Errors: [`BuildError`] when a credential cannot be built, [`CredentialError`] when it cannot
+//! produce a token.
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::sync::Arc;
+
+/// Why a credential could not be built. Nothing was sent anywhere.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// The authority is not an https URL.
+    #[error(
+        "'{authority}' is an invalid authority. The value must be a TLS protected (https) URL."
+    )]
+    InvalidAuthority {
+        /// The authority as given.
+        authority: String,
+    },
+    /// A tenant ID with characters outside `[A-Za-z0-9.-]`, or empty.
+    #[error(
+        "Invalid tenant ID provided. You can locate your tenant ID by following the \
+         instructions here: https://learn.microsoft.com/partner-center/find-ids-and-domain-names"
+    )]
+    InvalidTenantId,
+    /// The client ID is empty.
+    #[error("the client ID must not be empty")]
+    MissingClientId,
+    /// An additional trusted CA certificate could not be read.
+    #[error("invalid CA certificate ({origin}): {reason}")]
+    InvalidCertificateAuthority {
+        /// Where the certificate came from.
+        origin: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The HTTP client could not be created.
+    #[error("cannot create the HTTP client: {0}")]
+    HttpClient(String),
+}
+
+/// Why a credential could not produce a token.
+#[derive(Clone, Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CredentialError {
+    /// The credential cannot attempt authentication: it lacks required data or state, for
+    /// example because it was closed.
+    #[error("{0}")]
+    CredentialUnavailable(CredentialUnavailableError),
+    /// Authentication was attempted and failed: Entra ID refused it, the response could not be
+    /// understood, the network failed, or the request was not allowed by the credential's
+    /// configuration (a tenant outside `additionally_allowed_tenants`).
+    #[error("{0}")]
+    ClientAuthentication(ClientAuthenticationError),
+    /// The request itself is invalid: no scopes, a malformed tenant ID or claims.
+    #[error("invalid token request: {0}")]
+    InvalidRequest(String),
+}
+
+impl CredentialError {
+    /// The authentication failure, if this is one.
+    pub fn client_authentication(&self) -> Option<&ClientAuthenticationError> {
+        match self {
+            Self::ClientAuthentication(error) => Some(error),
+            _ => None,
+        }
+    }
+
+    /// What Entra ID answered, if it answered with an error.
+    pub fn entra(&self) -> Option<&EntraError> {
+        self.client_authentication()
+            .and_then(ClientAuthenticationError::entra)
+    }
+
+    /// Whether trying again later may succeed (a transient failure: 408, 429, 5xx, a network
+    /// error or a timeout).
+    pub fn is_transient(&self) -> bool {
+        self.client_authentication()
+            .is_some_and(ClientAuthenticationError::is_transient)
+    }
+
+    pub(crate) fn unavailable(message: impl Into<String>) -> Self {
+        Self::CredentialUnavailable(CredentialUnavailableError {
+            message: message.into(),
+        })
+    }
+}
+
+/// The credential lacks required data, state or platform support.
+#[derive(Clone, Debug)]
+pub struct CredentialUnavailableError {
+    message: String,
+}
+
+impl CredentialUnavailableError {
+    /// The reason.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for CredentialUnavailableError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// What kind of authentication failure happened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FailureKind {
+    /// Entra ID answered with an error body.
+    Service,
+    /// Entra ID's answer could not be understood (empty, not JSON, truncated, HTML).
+    InvalidResponse,
+    /// The request did not reach Entra ID or its answer did not arrive.
+    Transport,
+    /// The request took longer than allowed.
+    Timeout,
+    /// The requested tenant is not allowed by the credential's configuration.
+    TenantNotAllowed,
+    /// The client assertion could not be obtained.
+    ClientAssertion,
+    /// The authority failed instance discovery.
+    InstanceDiscovery,
+}
+
+/// Authentication failed. When Entra ID sent an error, [`ClientAuthenticationError::entra`]
+/// carries its fields.
+#[derive(Clone)]
+pub struct ClientAuthenticationError {
+    kind: FailureKind,
+    message: String,
+    status: Option<u16>,
+    entra: Option<Box<EntraError>>,
+    transient: bool,
+    source: Option<Arc<dyn StdError + Send + Sync>>,
+}
+
+impl ClientAuthenticationError {
+    pub(crate) fn new(kind: FailureKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+            status: None,
+            entra: None,
+            transient: false,
+            source: None,
+        }
+    }
+
+    pub(crate) fn from_entra(status: u16, entra: EntraError) -> Self {
+        let message = match &entra.error_description {
+            Some(description) => {
+                format!(
+                    "Microsoft Entra ID error '({}) {}'",
+                    entra.error, description
+                )
+            }
+            None => format!("Microsoft Entra ID error '{}'", entra.error),
+        };
+        Self {
+            kind: FailureKind::Service,
+            message,
+            status: Some(status),
+            transient: is_transient_status(status) || entra.error == "temporarily_unavailable",
+            entra: Some(Box::new(entra)),
+            source: None,
+        }
+    }
+
+    pub(crate) fn with_status(mut self, status: u16) -> Self {
+        self.status = Some(status);
+        self.transient = self.transient || is_transient_status(status);
+        self
+    }
+
+    pub(crate) fn transient(mut self, transient: bool) -> Self {
+        self.transient = transient;
+        self
+    }
+
+    pub(crate) fn with_boxed_source(mut self, source: Box<dyn StdError + Send + Sync>) -> Self {
+        self.source = Some(Arc::from(source));
+        self
+    }
+
+    /// What kind of failure this is.
+    pub fn kind(&self) -> FailureKind {
+        self.kind
+    }
+
+    /// The message, which for an Entra error reads
+    /// `Microsoft Entra ID error '(invalid_client) AADSTS7000215: ...'`.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The HTTP status of Entra ID's answer, if one arrived.
+    pub fn status(&self) -> Option<u16> {
+        self.status
+    }
+
+    /// Entra ID's error fields, if it sent an error body.
+    pub fn entra(&self) -> Option<&EntraError> {
+        self.entra.as_deref()
+    }
+
+    /// The AADSTS codes Entra ID sent (empty when it sent none).
+    pub fn error_codes(&self) -> &[u32] {
+        self.entra
+            .as_deref()
+            .map_or(&[], |entra| entra.error_codes.as_slice())
+    }
+
+    /// Whether trying again later may succeed.
+    pub fn is_transient(&self) -> bool {
+        self.transient
+    }
+}
+
+impl fmt::Debug for ClientAuthenticationError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientAuthenticationError")
+            .field("kind", &self.kind)
+            .field("message", &self.message)
+            .field("status", &self.status)
+            .field("entra", &self.entra)
+            .field("transient", &self.transient)
+            .field("source", &self.source.as_ref().map(ToString::to_string))
+            .finish()
+    }
+}
+
+impl fmt::Display for ClientAuthenticationError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl StdError for ClientAuthenticationError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.source
+            .as_deref()
+            .map(|source| source as &(dyn StdError + 'static))
+    }
+}
+
+/// The fields of an error body from Entra ID's token endpoint.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct EntraError {
+    /// The OAuth error, such as `invalid_client`.
+    pub error: String,
+    /// The description, starting `AADSTSnnnn:`.
+    pub error_description: Option<String>,
+    /// The AADSTS codes.
+    pub error_codes: Vec<u32>,
+    /// Entra's trace ID for the request.
+    pub trace_id: Option<String>,
+    /// The correlation ID: the `client-request-id` the credential sent.
+    pub correlation_id: Option<String>,
+    /// When Entra ID saw the request.
+    pub timestamp: Option<String>,
+    /// A finer classification, such as `consent_required`.
+    pub suberror: Option<String>,
+    /// A claims challenge to pass back in the next token request.
+    pub claims: Option<String>,
+}
+
+/// 408, 429 and 5xx: statuses after which trying again can help.
+pub(crate) fn is_transient_status(status: u16) -> bool {
+    status == 408 || status == 429 || (500..600).contains(&status)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entra_errors_display_like_azure_identity() {
+        let error = ClientAuthenticationError::from_entra(
+            401,
+            EntraError {
+                error: "invalid_client".into(),
+                error_description: Some("AADSTS7000215: Invalid client secret provided.".into()),
+                error_codes: vec![7_000_215],
+                ..EntraError::default()
+            },
+        );
+        assert_eq!(
+            error.to_string(),
+            "Microsoft Entra ID error '(invalid_client) AADSTS7000215: Invalid client secret provided.'"
+        );
+        assert_eq!(error.error_codes(), [7_000_215]);
+        assert!(!error.is_transient());
+        let unavailable = ClientAuthenticationError::from_entra(
+            503,
+            EntraError {
+                error: "temporarily_unavailable".into(),
+                ..EntraError::default()
+            },
+        );
+        assert!(unavailable.is_transient());
+        assert_eq!(
+            unavailable.to_string(),
+            "Microsoft Entra ID error 'temporarily_unavailable'"
+        );
+    }
+
+    #[test]
+    fn transient_statuses() {
+        for status in [408, 429, 500, 502, 503, 504] {
+            assert!(is_transient_status(status), "{status}");
+        }
+        for status in [200, 400, 401, 403, 404] {
+            assert!(!is_transient_status(status), "{status}");
+        }
+    }
+}

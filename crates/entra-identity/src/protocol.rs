@@ -1,0 +1,315 @@
+//! The token endpoint's wire format: form bodies, claims, responses and error bodies.
+
+use std::borrow::Cow;
+
+use serde_json::{Map, Value};
+use zeroize::Zeroizing;
+
+use crate::error::{ClientAuthenticationError, CredentialError, EntraError, FailureKind};
+use crate::secret::{AccessTokenSecret, RefreshToken};
+use crate::token::AccessTokenInfo;
+
+/// The `client_assertion_type` of JWT client assertions.
+pub(crate) const JWT_BEARER_ASSERTION_TYPE: &str =
+    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// Tokens of this lifetime or longer get a proactive refresh time at half their lifetime when
+/// Entra ID sends no `refresh_in`.
+const LONG_LIVED_SECS: i64 = 7200;
+
+/// The claims that ask for a CAE token: the `CP1` client capability.
+const CP1_CLAIMS: &str = r#"{"access_token":{"xms_cc":{"values":["CP1"]}}}"#;
+
+/// The `claims` form field for a request: the caller's claims, with the CP1 capability merged
+/// in when CAE is enabled.
+///
+/// # Errors
+///
+/// With CAE, claims that are not a JSON object are an [`CredentialError::InvalidRequest`].
+pub(crate) fn merge_claims(
+    claims: Option<&str>,
+    enable_cae: bool,
+) -> Result<Option<String>, CredentialError> {
+    let claims = claims.filter(|claims| !claims.trim().is_empty());
+    if !enable_cae {
+        return Ok(claims.map(str::to_owned));
+    }
+    let Some(claims) = claims else {
+        return Ok(Some(CP1_CLAIMS.to_owned()));
+    };
+    let invalid = || CredentialError::InvalidRequest("claims must be a JSON object".to_owned());
+    let mut parsed: Map<String, Value> = match serde_json::from_str(claims) {
+        Ok(Value::Object(map)) => map,
+        _ => return Err(invalid()),
+    };
+    let access_token = parsed
+        .entry("access_token")
+        .or_insert_with(|| Value::Object(Map::new()));
+    let Value::Object(access_token) = access_token else {
+        return Err(invalid());
+    };
+    access_token.insert(
+        "xms_cc".to_owned(),
+        serde_json::json!({ "values": ["CP1"] }),
+    );
+    Ok(Some(Value::Object(parsed).to_string()))
+}
+
+/// A form body under construction; the finished body is wiped when dropped because it holds
+/// secrets.
+pub(crate) struct FormBody {
+    serializer: url::form_urlencoded::Serializer<'static, String>,
+}
+
+impl FormBody {
+    pub(crate) fn new() -> Self {
+        Self {
+            serializer: url::form_urlencoded::Serializer::new(String::new()),
+        }
+    }
+
+    pub(crate) fn field(mut self, name: &str, value: &str) -> Self {
+        self.serializer.append_pair(name, value);
+        self
+    }
+
+    pub(crate) fn optional(self, name: &str, value: Option<&str>) -> Self {
+        match value {
+            Some(value) if !value.is_empty() => self.field(name, value),
+            _ => self,
+        }
+    }
+
+    pub(crate) fn finish(mut self) -> Zeroizing<String> {
+        Zeroizing::new(self.serializer.finish())
+    }
+}
+
+/// A successful token response.
+#[derive(Debug)]
+pub(crate) struct TokenResponse {
+    pub(crate) info: AccessTokenInfo,
+    pub(crate) refresh_token: Option<RefreshToken>,
+}
+
+/// Reads a token endpoint response. `request_time` is when the request was sent; expiry and
+/// refresh times count from it.
+///
+/// Error messages never include the body: a malformed success body may hold a token.
+pub(crate) fn parse_token_response(
+    status: u16,
+    content_type: Option<&str>,
+    body: &[u8],
+    request_time: i64,
+) -> Result<TokenResponse, CredentialError> {
+    let invalid = |what: &str| {
+        let content_type = content_type.unwrap_or("no content type");
+        CredentialError::ClientAuthentication(
+            ClientAuthenticationError::new(
+                FailureKind::InvalidResponse,
+                format!(
+                    "Unexpected response from Microsoft Entra ID (HTTP {status}, {content_type}, \
+                     {} bytes): {what}",
+                    body.len()
+                ),
+            )
+            .with_status(status),
+        )
+    };
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(CredentialError::ClientAuthentication(
+            ClientAuthenticationError::new(
+                FailureKind::InvalidResponse,
+                format!("No response content from Microsoft Entra ID (HTTP {status})"),
+            )
+            .with_status(status),
+        ));
+    }
+    let Ok(Value::Object(fields)) = serde_json::from_slice::<Value>(body) else {
+        return Err(invalid("the body is not a JSON object"));
+    };
+    if fields.contains_key("error") {
+        return Err(CredentialError::ClientAuthentication(
+            ClientAuthenticationError::from_entra(status, entra_error(&fields)),
+        ));
+    }
+    if status >= 400 {
+        return Err(invalid("an error status without an error body"));
+    }
+    let Some(token) = fields.get("access_token").and_then(Value::as_str) else {
+        return Err(invalid("the response has no access_token"));
+    };
+    let expires_in = seconds(fields.get("expires_in"));
+    let expires_on = match (seconds(fields.get("expires_on")), expires_in) {
+        (Some(expires_on), _) => expires_on,
+        (None, Some(expires_in)) => request_time.saturating_add(expires_in),
+        (None, None) => {
+            return Err(invalid(
+                "the response says nothing of when the token expires",
+            ));
+        }
+    };
+    let refresh_on = match (seconds(fields.get("refresh_in")), expires_in) {
+        (Some(refresh_in), _) => Some(request_time.saturating_add(refresh_in)),
+        (None, Some(expires_in)) if expires_in >= LONG_LIVED_SECS => {
+            Some(request_time.saturating_add(expires_in / 2))
+        }
+        _ => None,
+    };
+    let token_type = match fields.get("token_type").and_then(Value::as_str) {
+        None | Some("Bearer") | Some("bearer") => Cow::Borrowed("Bearer"),
+        Some(other) => Cow::Owned(other.to_owned()),
+    };
+    Ok(TokenResponse {
+        info: AccessTokenInfo {
+            token: AccessTokenSecret::new(token),
+            expires_on,
+            token_type,
+            refresh_on,
+        },
+        refresh_token: fields
+            .get("refresh_token")
+            .and_then(Value::as_str)
+            .filter(|token| !token.is_empty())
+            .map(RefreshToken::new),
+    })
+}
+
+/// A seconds field that may be a number or a numeric string.
+fn seconds(value: Option<&Value>) -> Option<i64> {
+    match value? {
+        Value::Number(number) => number
+            .as_i64()
+            .or_else(|| number.as_f64().map(|v| v as i64)),
+        Value::String(text) => text.trim().parse::<f64>().ok().map(|v| v as i64),
+        _ => None,
+    }
+}
+
+fn entra_error(fields: &Map<String, Value>) -> EntraError {
+    let text = |name: &str| fields.get(name).and_then(Value::as_str).map(str::to_owned);
+    EntraError {
+        error: text("error").unwrap_or_else(|| "unknown_error".to_owned()),
+        error_description: text("error_description"),
+        error_codes: fields
+            .get("error_codes")
+            .and_then(Value::as_array)
+            .map(|codes| {
+                codes
+                    .iter()
+                    .filter_map(Value::as_u64)
+                    .filter_map(|c| u32::try_from(c).ok())
+                    .collect()
+            })
+            .unwrap_or_default(),
+        trace_id: text("trace_id"),
+        correlation_id: text("correlation_id"),
+        timestamp: text("timestamp"),
+        suberror: text("suberror"),
+        claims: text("claims"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cae_merges_cp1_into_claims() {
+        assert_eq!(merge_claims(None, false).expect("ok"), None);
+        assert_eq!(merge_claims(Some("  "), false).expect("ok"), None);
+        assert_eq!(
+            merge_claims(Some("{\"a\":1}"), false)
+                .expect("ok")
+                .as_deref(),
+            Some("{\"a\":1}")
+        );
+        let merged = merge_claims(None, true).expect("ok").expect("claims");
+        assert_eq!(
+            serde_json::from_str::<Value>(&merged).expect("json"),
+            serde_json::json!({ "access_token": { "xms_cc": { "values": ["CP1"] } } })
+        );
+        let merged = merge_claims(Some(r#"{"access_token": {"essential": "true"}}"#), true)
+            .expect("ok")
+            .expect("claims");
+        assert_eq!(
+            serde_json::from_str::<Value>(&merged).expect("json"),
+            serde_json::json!({ "access_token": { "essential": "true", "xms_cc": { "values": ["CP1"] } } })
+        );
+        assert!(merge_claims(Some("not json"), true).is_err());
+        assert!(merge_claims(Some(r#"{"access_token": 5}"#), true).is_err());
+    }
+
+    #[test]
+    fn success_bodies_give_expiry_and_refresh_times() {
+        let body =
+            br#"{"token_type":"Bearer","expires_in":3600,"refresh_in":100,"access_token":"AT"}"#;
+        let response = parse_token_response(200, None, body, 1000).expect("ok");
+        assert_eq!(response.info.token.expose_secret(), "AT");
+        assert_eq!(
+            (response.info.expires_on, response.info.refresh_on),
+            (4600, Some(1100))
+        );
+        let body = br#"{"expires_in":"7200","access_token":"AT"}"#;
+        let response = parse_token_response(200, None, body, 1000).expect("ok");
+        assert_eq!(
+            (response.info.expires_on, response.info.refresh_on),
+            (8200, Some(4600))
+        );
+        assert_eq!(response.info.token_type, "Bearer");
+        let body = br#"{"expires_in":3600,"access_token":"AT","refresh_token":"RT"}"#;
+        let response = parse_token_response(200, None, body, 0).expect("ok");
+        assert_eq!(response.info.refresh_on, None);
+        assert_eq!(response.refresh_token.expect("rt").expose_secret(), "RT");
+    }
+
+    #[test]
+    fn error_bodies_become_typed_entra_errors() {
+        let body = br#"{"error":"invalid_client","error_description":"AADSTS7000215: Invalid client secret provided.","error_codes":[7000215],"trace_id":"t","correlation_id":"c","timestamp":"ts","claims":"{}"}"#;
+        let error = parse_token_response(401, None, body, 0).expect_err("error");
+        let entra = error.entra().expect("entra");
+        assert_eq!(entra.error_codes, [7_000_215]);
+        assert_eq!(entra.trace_id.as_deref(), Some("t"));
+        assert_eq!(entra.claims.as_deref(), Some("{}"));
+        assert_eq!(
+            error.client_authentication().and_then(|e| e.status()),
+            Some(401)
+        );
+        // An error body wins even with a success status, as in azure-identity.
+        assert!(parse_token_response(200, None, br#"{"error":"x"}"#, 0).is_err());
+    }
+
+    #[test]
+    fn malformed_bodies_are_clear_errors_that_never_echo_the_body() {
+        let cases: [(u16, &[u8]); 6] = [
+            (200, b""),
+            (200, b"<html>oops</html>"),
+            (200, br#"{"access_token":"SECRET-TOKEN""#),
+            (200, br#"{"access_token":"SECRET-TOKEN"}"#),
+            (502, b"<html>Bad Gateway</html>"),
+            (500, b"{}"),
+        ];
+        for (status, body) in cases {
+            let error =
+                parse_token_response(status, Some("text/html"), body, 0).expect_err("error");
+            let auth = error.client_authentication().expect("authentication error");
+            assert_eq!(auth.kind(), FailureKind::InvalidResponse);
+            assert!(!auth.message().contains("SECRET-TOKEN"));
+            assert_eq!(auth.is_transient(), status >= 500);
+        }
+    }
+
+    #[test]
+    fn form_bodies_are_urlencoded() {
+        let body = FormBody::new()
+            .field("client_secret", "a+b/c=")
+            .field("scope", "https://x/.default y")
+            .optional("claims", None)
+            .optional("empty", Some(""))
+            .finish();
+        assert_eq!(
+            body.as_str(),
+            "client_secret=a%2Bb%2Fc%3D&scope=https%3A%2F%2Fx%2F.default+y"
+        );
+    }
+}
