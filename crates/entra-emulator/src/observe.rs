@@ -33,7 +33,8 @@ pub struct RequestRecord {
     pub path: String,
     /// The query string, if any.
     pub query: Option<String>,
-    /// Request headers (secret ones redacted), lower-case names.
+    /// Request headers, lower-case names; `authorization` and `cookie` show only
+    /// `[redacted sha256:xxxxxxxx]`, the first four bytes of the SHA-256 of the value.
     pub headers: BTreeMap<String, String>,
     /// Form fields of a token request, secret values replaced by `[redacted]`.
     pub form: BTreeMap<String, String>,
@@ -68,7 +69,7 @@ impl RequestRecord {
             .iter()
             .map(|(name, value)| {
                 let shown = if SECRET_HEADERS.contains(&name.as_str()) {
-                    "[redacted]".to_owned()
+                    redacted_fingerprint(value.as_bytes())
                 } else {
                     String::from_utf8_lossy(value.as_bytes()).into_owned()
                 };
@@ -76,6 +77,19 @@ impl RequestRecord {
             })
             .collect()
     }
+}
+
+/// `[redacted sha256:0123abcd]`: enough to tell which credential was sent (compare with the
+/// SHA-256 of `Bearer <token>`), far too little to recover it.
+fn redacted_fingerprint(value: &[u8]) -> String {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(value);
+    let prefix: String = digest
+        .iter()
+        .take(4)
+        .map(|byte| format!("{byte:02x}"))
+        .collect();
+    format!("[redacted sha256:{prefix}]")
 }
 
 /// Totals since start (or since the last reset).
@@ -305,6 +319,27 @@ mod tests {
         assert_eq!(form["client_secret"], "[redacted]");
         assert_eq!(form["assertion"], "[redacted]");
         assert_eq!(form["scope"], "a b");
+    }
+
+    #[test]
+    fn secret_headers_show_only_a_short_fingerprint() {
+        let mut headers = axum::http::HeaderMap::new();
+        headers.insert(
+            "authorization",
+            "Bearer eyJ.secret".parse().expect("header"),
+        );
+        headers.insert("accept", "application/json".parse().expect("header"));
+        let shown = RequestRecord::redact_headers(&headers);
+        // sha256("Bearer eyJ.secret") starts with these four bytes.
+        use sha2::Digest as _;
+        let digest = sha2::Sha256::digest(b"Bearer eyJ.secret");
+        let expected: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
+        assert_eq!(
+            shown["authorization"],
+            format!("[redacted sha256:{expected}]")
+        );
+        assert!(!shown["authorization"].contains("secret"));
+        assert_eq!(shown["accept"], "application/json");
     }
 
     #[test]
