@@ -226,7 +226,19 @@ impl HttpClient {
                             continue;
                         }
                     }
-                    return read_response(response).await;
+                    match read_response(response).await {
+                        // A body cut short is a connection failure like any other.
+                        Err(failure)
+                            if failure.is_transient() && may_retry(policy.backoff(retry)) =>
+                        {
+                            let delay = policy.backoff(retry);
+                            tracing::debug!(retry, ?delay, "token response cut short, will retry");
+                            tokio::time::sleep(delay).await;
+                            retry += 1;
+                            continue;
+                        }
+                        outcome => return outcome,
+                    }
                 }
                 Err(error) => {
                     let failure = transport_failure(&error);
