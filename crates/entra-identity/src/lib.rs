@@ -20,6 +20,104 @@
 //!
 //! Secrets (client assertions, tokens) are wiped from memory when dropped and never appear in
 //! `Debug` output, logs or errors.
+//!
+//! # Examples
+//!
+//! Workload identity on Kubernetes: the assertion is the projected service account token,
+//! re-read whenever it rotates.
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! use entra_identity::{ClientAssertionCredential, FileAssertion, TokenCredential};
+//!
+//! let credential = ClientAssertionCredential::new(
+//!     &std::env::var("AZURE_TENANT_ID")?,
+//!     &std::env::var("AZURE_CLIENT_ID")?,
+//!     FileAssertion::new(std::env::var("AZURE_FEDERATED_TOKEN_FILE")?),
+//! )?;
+//! let token = credential.get_token(&["https://storage.azure.com/.default"], None, None, false).await?;
+//! println!("expires at {}", token.expires_on);
+//! # Ok(()) }
+//! ```
+//!
+//! A plain function as the assertion source, like azure-identity's `func`:
+//!
+//! ```no_run
+//! # fn sign_elsewhere() -> Result<String, std::io::Error> { Ok(String::new()) }
+//! # fn example() -> Result<(), entra_identity::BuildError> {
+//! use entra_identity::{ClientAssertionCredential, assertion_fn};
+//!
+//! let credential = ClientAssertionCredential::new("contoso.onmicrosoft.com", "client-id", assertion_fn(sign_elsewhere))?;
+//! # let _ = credential; Ok(()) }
+//! ```
+//!
+//! Options: another cloud, other tenants, a shared cache, an extra trusted CA (a private cloud,
+//! or the `entra-emulator` in tests), retries:
+//!
+//! ```no_run
+//! # fn example(ca_pem: String) -> Result<(), entra_identity::BuildError> {
+//! use std::time::Duration;
+//! use entra_identity::{AzureAuthorityHosts, ClientAssertionCredential, FileAssertion, HttpOptions, RetryPolicy, TokenCache};
+//!
+//! let cache = TokenCache::with_capacity(50_000);
+//! let credential = ClientAssertionCredential::builder("tenant-id", "client-id", FileAssertion::new("/var/run/token"))
+//!     .authority(AzureAuthorityHosts::AZURE_GOVERNMENT)
+//!     .additionally_allowed_tenants(["*"])
+//!     .token_cache(cache.clone())
+//!     .http_options(
+//!         HttpOptions::default()
+//!             .trust_pem(ca_pem)
+//!             .request_timeout(Duration::from_secs(10))
+//!             .retry(RetryPolicy::default().max_retries(5)),
+//!     )
+//!     .build()?;
+//! # let _ = credential; Ok(()) }
+//! ```
+//!
+//! Another tenant, Continuous Access Evaluation, a claims challenge from a resource, and the
+//! token's refresh time:
+//!
+//! ```no_run
+//! # async fn example(credential: entra_identity::ClientAssertionCredential, challenge: &str) -> Result<(), entra_identity::CredentialError> {
+//! use entra_identity::{TokenCredential, TokenRequestOptions};
+//!
+//! let scopes = ["https://graph.microsoft.com/.default"];
+//! let other_tenant = credential.get_token(&scopes, None, Some("fabrikam.onmicrosoft.com"), false).await?;
+//! let info = credential
+//!     .get_token_info(&scopes, TokenRequestOptions { claims: Some(challenge), enable_cae: true, ..Default::default() })
+//!     .await?;
+//! println!("{} token, refresh at {:?}", info.token_type, info.refresh_on);
+//! # let _ = other_tenant; Ok(()) }
+//! ```
+//!
+//! Errors say what Entra ID answered:
+//!
+//! ```no_run
+//! # async fn example(credential: entra_identity::ClientAssertionCredential) {
+//! use entra_identity::TokenCredential;
+//!
+//! match credential.get_token(&["https://vault.azure.net/.default"], None, None, false).await {
+//!     Ok(token) => println!("expires at {}", token.expires_on),
+//!     Err(error) if error.is_transient() => eprintln!("try again later: {error}"),
+//!     Err(error) => match error.entra() {
+//!         Some(entra) => eprintln!("AADSTS{:?}, trace {:?}", entra.error_codes, entra.trace_id),
+//!         None => eprintln!("{error}"),
+//!     },
+//! }
+//! # }
+//! ```
+//!
+//! With the Azure SDK for Rust (the default `azure-core` feature):
+//!
+//! ```no_run
+//! # #[cfg(feature = "azure-core")]
+//! # fn example(credential: entra_identity::ClientAssertionCredential) {
+//! use std::sync::Arc;
+//!
+//! let credential: Arc<dyn azure_core::credentials::TokenCredential> = Arc::new(credential);
+//! // Pass `credential` to any Azure SDK client's constructor.
+//! # let _ = credential; }
+//! ```
 
 #![forbid(unsafe_code)]
 
