@@ -221,7 +221,7 @@ fn issue(
             {
                 return Err(AadError::bad_refresh_token(false));
             }
-            if grant.expires_at < now {
+            if grant.expires_at <= now {
                 return Err(AadError::bad_refresh_token(true));
             }
             let user = directory

@@ -7,7 +7,7 @@
 use azure_core::credentials::{AccessToken, TokenRequestOptions};
 use azure_core::error::ErrorKind;
 
-use crate::ClientAssertionCredential;
+use crate::{ClientAssertionCredential, OnBehalfOfCredential};
 
 /// Converts our error into azure_core's, keeping it as the source.
 fn to_azure_error(error: crate::CredentialError) -> azure_core::Error {
@@ -30,16 +30,23 @@ fn to_azure_token(token: crate::AccessToken) -> azure_core::Result<AccessToken> 
     ))
 }
 
-#[async_trait::async_trait]
-impl azure_core::credentials::TokenCredential for ClientAssertionCredential {
-    async fn get_token(
-        &self,
-        scopes: &[&str],
-        _options: Option<TokenRequestOptions<'_>>,
-    ) -> azure_core::Result<AccessToken> {
-        let token = crate::TokenCredential::get_token(self, scopes, None, None, false)
-            .await
-            .map_err(to_azure_error)?;
-        to_azure_token(token)
-    }
+macro_rules! azure_token_credential {
+    ($credential:ty) => {
+        #[async_trait::async_trait]
+        impl azure_core::credentials::TokenCredential for $credential {
+            async fn get_token(
+                &self,
+                scopes: &[&str],
+                _options: Option<TokenRequestOptions<'_>>,
+            ) -> azure_core::Result<AccessToken> {
+                let token = crate::TokenCredential::get_token(self, scopes, None, None, false)
+                    .await
+                    .map_err(to_azure_error)?;
+                to_azure_token(token)
+            }
+        }
+    };
 }
+
+azure_token_credential!(ClientAssertionCredential);
+azure_token_credential!(OnBehalfOfCredential);

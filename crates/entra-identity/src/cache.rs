@@ -195,6 +195,17 @@ impl TokenCache {
         }
     }
 
+    /// Drops the partition's refresh token if it is still `stale` (Entra ID refused it).
+    pub(crate) fn evict_refresh_token(&self, key: &PartitionKeyRef<'_>, stale: &RefreshToken) {
+        let guard = self.inner.partitions.guard();
+        if let Some(partition) = self.inner.partitions.get(key, &guard) {
+            partition.refresh_token.rcu(|current| match current {
+                Some(current) if current.expose_secret() == stale.expose_secret() => None,
+                other => other.clone(),
+            });
+        }
+    }
+
     async fn join_or_start(
         &self,
         partition: &Arc<Partition>,
@@ -427,7 +438,7 @@ pub(crate) struct PartitionKey {
 /// A borrowed [`PartitionKey`], for lookups that allocate nothing.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct PartitionKeyRef<'a> {
-    pub(crate) app: &'a str,
+    pub(crate) app: &'a Arc<str>,
     pub(crate) tenant: &'a str,
     pub(crate) user: Option<&'a [u8; 32]>,
     pub(crate) cae: bool,
@@ -436,7 +447,7 @@ pub(crate) struct PartitionKeyRef<'a> {
 impl PartitionKeyRef<'_> {
     fn into_owned(self) -> PartitionKey {
         PartitionKey {
-            app: Arc::from(self.app),
+            app: self.app.clone(),
             tenant: Box::from(self.tenant),
             user: self.user.copied(),
             cae: self.cae,
@@ -468,7 +479,7 @@ impl papaya::Equivalent<PartitionKey> for PartitionKeyRef<'_> {
         self.cae == key.cae
             && self.user == key.user.as_ref()
             && self.tenant == &*key.tenant
-            && self.app == &*key.app
+            && (Arc::ptr_eq(self.app, &key.app) || **self.app == *key.app)
     }
 }
 
@@ -567,9 +578,14 @@ mod tests {
         }
     }
 
+    fn app() -> &'static Arc<str> {
+        static APP: std::sync::OnceLock<Arc<str>> = std::sync::OnceLock::new();
+        APP.get_or_init(|| Arc::from("https://login|client"))
+    }
+
     fn key(tenant: &str) -> PartitionKeyRef<'_> {
         PartitionKeyRef {
-            app: "https://login|client",
+            app: app(),
             tenant,
             user: None,
             cae: false,

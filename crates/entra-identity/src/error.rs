@@ -34,6 +34,26 @@ pub enum BuildError {
         /// What is wrong with it.
         reason: String,
     },
+    /// No client credential: one of a secret, a certificate or an assertion function is needed.
+    #[error(
+        "Either \"client_certificate\", \"client_secret\", or \"client_assertion_func\" must be provided"
+    )]
+    NoClientCredential,
+    /// More than one client credential.
+    #[error(
+        "It is invalid to specify more than one of the following: \"client_assertion_func\", \
+         \"client_certificate\" or \"client_secret\"."
+    )]
+    ConflictingClientCredentials,
+    /// A password without a certificate.
+    #[error("A password was given but no client certificate")]
+    PasswordWithoutCertificate,
+    /// The on-behalf-of user assertion is empty.
+    #[error("\"user_assertion\" must not be empty.")]
+    EmptyUserAssertion,
+    /// The client certificate cannot be used.
+    #[error("\"client_certificate\" is not a valid certificate in PEM or PKCS12 format: {0}")]
+    InvalidCertificate(#[source] crate::certificate::CertificateError),
     /// The HTTP client could not be created.
     #[error("cannot create the HTTP client: {0}")]
     HttpClient(String),

@@ -191,27 +191,41 @@ impl HttpClient {
         body: &Zeroizing<String>,
         client_request_id: &str,
     ) -> Result<RawResponse, ClientAuthenticationError> {
-        let policy = self.options.retry;
-        let started = Instant::now();
-        let mut retry = 0;
-        loop {
-            let attempt = self
-                .client
+        self.execute(|client| {
+            client
                 .post(url)
-                .timeout(self.options.request_timeout)
                 .header("content-type", "application/x-www-form-urlencoded")
-                .header("accept", "application/json")
                 .header("client-request-id", client_request_id)
                 .header("return-client-request-id", "true")
                 .header("x-client-sku", "entra-identity-rust")
                 .header("x-client-ver", env!("CARGO_PKG_VERSION"))
                 .body(body.as_bytes().to_vec())
+        })
+        .await
+    }
+
+    /// Gets a JSON document, retrying transient failures.
+    pub(crate) async fn get(&self, url: &str) -> Result<RawResponse, ClientAuthenticationError> {
+        self.execute(|client| client.get(url)).await
+    }
+
+    async fn execute(
+        &self,
+        request: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
+    ) -> Result<RawResponse, ClientAuthenticationError> {
+        let policy = self.options.retry;
+        let started = Instant::now();
+        let mut retry = 0;
+        loop {
+            let attempt = request(&self.client)
+                .timeout(self.options.request_timeout)
+                .header("accept", "application/json")
                 .send()
                 .await;
             let may_retry = |delay: Duration| {
                 retry < policy.max_retries && started.elapsed() + delay <= policy.max_elapsed
             };
-            match attempt {
+            let failure = match attempt {
                 Ok(response) => {
                     let status = response.status().as_u16();
                     if is_transient_status(status) {
@@ -219,7 +233,7 @@ impl HttpClient {
                             .map(|delay| delay.min(policy.max_delay))
                             .unwrap_or_else(|| policy.backoff(retry));
                         if may_retry(delay) {
-                            tracing::debug!(status, retry, ?delay, "token request will be retried");
+                            tracing::debug!(status, retry, ?delay, "request will be retried");
                             drop(response);
                             tokio::time::sleep(delay).await;
                             retry += 1;
@@ -227,31 +241,21 @@ impl HttpClient {
                         }
                     }
                     match read_response(response).await {
+                        Ok(response) => return Ok(response),
                         // A body cut short is a connection failure like any other.
-                        Err(failure)
-                            if failure.is_transient() && may_retry(policy.backoff(retry)) =>
-                        {
-                            let delay = policy.backoff(retry);
-                            tracing::debug!(retry, ?delay, "token response cut short, will retry");
-                            tokio::time::sleep(delay).await;
-                            retry += 1;
-                            continue;
-                        }
-                        outcome => return outcome,
+                        Err(failure) => failure,
                     }
                 }
-                Err(error) => {
-                    let failure = transport_failure(&error);
-                    let delay = policy.backoff(retry);
-                    if failure.is_transient() && may_retry(delay) {
-                        tracing::debug!(retry, ?delay, "token request failed, will retry: {error}");
-                        tokio::time::sleep(delay).await;
-                        retry += 1;
-                        continue;
-                    }
-                    return Err(failure);
-                }
+                Err(error) => transport_failure(&error),
+            };
+            let delay = policy.backoff(retry);
+            if failure.is_transient() && may_retry(delay) {
+                tracing::debug!(retry, ?delay, "request failed, will retry: {failure}");
+                tokio::time::sleep(delay).await;
+                retry += 1;
+                continue;
             }
+            return Err(failure);
         }
     }
 }

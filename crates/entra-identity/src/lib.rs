@@ -3,6 +3,10 @@
 //! - [`ClientAssertionCredential`]: a service principal proves itself with a JWT assertion
 //!   that a function or a file supplies (workload identity, a managed identity as a federated
 //!   credential, an assertion signed elsewhere).
+//! - [`OnBehalfOfCredential`]: a middle-tier API exchanges the access token a user sent it for
+//!   a token to a downstream API, proving its own identity with a client secret, a certificate
+//!   (PEM or PKCS#12, pure Rust) or an assertion function. [`OnBehalfOfApplication`] serves
+//!   many users from one application: one credential per request, one shared bounded cache.
 //!
 //! Every credential implements [`TokenCredential`] (`get_token`, `get_token_info` with
 //! `refresh_on` and `token_type`, `close`), accepting claims challenges, a per-request tenant
@@ -126,8 +130,10 @@ mod authority;
 #[cfg(feature = "azure-core")]
 mod azure;
 mod cache;
+mod certificate;
 mod core;
 mod credential;
+mod discovery;
 mod environment;
 mod error;
 mod http;
@@ -143,8 +149,12 @@ pub use crate::assertion::{
 };
 pub use crate::authority::{AZURE_AUTHORITY_HOST, Authority, AzureAuthorityHosts, TenantId};
 pub use crate::cache::TokenCache;
+pub use crate::certificate::CertificateError;
 pub use crate::credential::client_assertion::{
     ClientAssertionCredential, ClientAssertionCredentialBuilder,
+};
+pub use crate::credential::on_behalf_of::{
+    OnBehalfOfApplication, OnBehalfOfCredential, OnBehalfOfCredentialBuilder,
 };
 pub use crate::environment::{
     Clock, Environment, ManualClock, MapEnvironment, ProcessEnvironment, SystemClock,

@@ -55,21 +55,28 @@ pub(crate) fn merge_claims(
     Ok(Some(Value::Object(parsed).to_string()))
 }
 
-/// A form body under construction; the finished body is wiped when dropped because it holds
-/// secrets.
+/// A form body under construction. It holds secrets, so it is wiped when dropped, and it is
+/// allocated once at a size no token request exceeds, so no copy is left behind by growth.
 pub(crate) struct FormBody {
-    serializer: url::form_urlencoded::Serializer<'static, String>,
+    body: Zeroizing<String>,
 }
 
 impl FormBody {
     pub(crate) fn new() -> Self {
         Self {
-            serializer: url::form_urlencoded::Serializer::new(String::new()),
+            body: Zeroizing::new(String::with_capacity(8 * 1024)),
         }
     }
 
     pub(crate) fn field(mut self, name: &str, value: &str) -> Self {
-        self.serializer.append_pair(name, value);
+        if !self.body.is_empty() {
+            self.body.push('&');
+        }
+        self.body
+            .extend(url::form_urlencoded::byte_serialize(name.as_bytes()));
+        self.body.push('=');
+        self.body
+            .extend(url::form_urlencoded::byte_serialize(value.as_bytes()));
         self
     }
 
@@ -80,8 +87,8 @@ impl FormBody {
         }
     }
 
-    pub(crate) fn finish(mut self) -> Zeroizing<String> {
-        Zeroizing::new(self.serializer.finish())
+    pub(crate) fn finish(self) -> Zeroizing<String> {
+        self.body
     }
 }
 

@@ -1,6 +1,7 @@
 //! The credentials.
 
 pub(crate) mod client_assertion;
+pub(crate) mod on_behalf_of;
 
 /// The builder methods every credential has, over a `common: CommonOptions` field.
 macro_rules! common_builder_methods {
