@@ -542,7 +542,15 @@ async fn many_scopes(bench: &Bench, with_theirs: bool) -> (Run, Option<Run>) {
 const READ_RUNS: usize = 5;
 const SLOW_FETCH: Duration = Duration::from_millis(300);
 
-async fn read_during_fetch(bench: &Bench, with_theirs: bool) -> (Duration, Option<Duration>) {
+/// Medians of a cached read's latency with another scope's fetch in flight, and with none
+/// (same sequence: a fresh credential, one token, a 30 ms pause, the read).
+#[derive(Clone, Copy)]
+struct CachedReads {
+    during_fetch: Duration,
+    idle: Duration,
+}
+
+async fn read_during_fetch(bench: &Bench, with_theirs: bool) -> (CachedReads, Option<CachedReads>) {
     let slow = || {
         bench.emulator.inject_fault(FaultRule {
             path: TOKEN_PATH.to_owned(),
@@ -552,48 +560,66 @@ async fn read_during_fetch(bench: &Bench, with_theirs: bool) -> (Duration, Optio
             },
         });
     };
-    let mut ours_reads = Vec::new();
-    let mut theirs_reads = Vec::new();
+    let mut ours_reads = (Vec::new(), Vec::new());
+    let mut theirs_reads = (Vec::new(), Vec::new());
     for run in 0..READ_RUNS {
         let other = [resource(run)];
-        let ours = bench.ours();
-        ours_get(&ours, GRAPH).await.expect("our token");
-        slow();
-        let fetching = {
-            let (ours, other) = (ours.clone(), other.clone());
-            tokio::spawn(async move {
-                let scope = [other[0].as_str()];
-                ours_get(&ours, &scope).await.is_ok()
-            })
-        };
-        tokio::time::sleep(Duration::from_millis(30)).await;
-        let started = Instant::now();
-        ours_get(&ours, GRAPH).await.expect("cached token");
-        ours_reads.push(started.elapsed());
-        assert!(fetching.await.unwrap_or(false), "our slow fetch failed");
+        for with_fetch in [false, true] {
+            let ours = bench.ours();
+            ours_get(&ours, GRAPH).await.expect("our token");
+            let fetching = with_fetch.then(|| {
+                slow();
+                let (ours, other) = (ours.clone(), other.clone());
+                tokio::spawn(async move {
+                    let scope = [other[0].as_str()];
+                    ours_get(&ours, &scope).await.is_ok()
+                })
+            });
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            let started = Instant::now();
+            ours_get(&ours, GRAPH).await.expect("cached token");
+            let elapsed = started.elapsed();
+            if let Some(fetching) = fetching {
+                ours_reads.1.push(elapsed);
+                assert!(fetching.await.unwrap_or(false), "our slow fetch failed");
+            } else {
+                ours_reads.0.push(elapsed);
+            }
+            bench.emulator.clear_faults();
 
-        if with_theirs {
+            if !with_theirs {
+                continue;
+            }
             let theirs = bench.theirs().expect("azure_identity credential");
             theirs.get_token(GRAPH, None).await.expect("their token");
-            slow();
-            let fetching = {
+            let fetching = with_fetch.then(|| {
+                slow();
                 let (theirs, other) = (theirs.clone(), other.clone());
                 tokio::spawn(async move {
                     let scope = [other[0].as_str()];
                     theirs.get_token(&scope, None).await.is_ok()
                 })
-            };
+            });
             tokio::time::sleep(Duration::from_millis(30)).await;
             let started = Instant::now();
             theirs.get_token(GRAPH, None).await.expect("cached token");
-            theirs_reads.push(started.elapsed());
-            assert!(fetching.await.unwrap_or(false), "their slow fetch failed");
+            let elapsed = started.elapsed();
+            if let Some(fetching) = fetching {
+                theirs_reads.1.push(elapsed);
+                assert!(fetching.await.unwrap_or(false), "their slow fetch failed");
+            } else {
+                theirs_reads.0.push(elapsed);
+            }
+            bench.emulator.clear_faults();
         }
-        bench.emulator.clear_faults();
     }
+    let medians = |reads: &mut (Vec<Duration>, Vec<Duration>)| CachedReads {
+        idle: median(&mut reads.0),
+        during_fetch: median(&mut reads.1),
+    };
     (
-        median(&mut ours_reads),
-        with_theirs.then(|| median(&mut theirs_reads)),
+        medians(&mut ours_reads),
+        with_theirs.then(|| medians(&mut theirs_reads)),
     )
 }
 
@@ -769,7 +795,7 @@ fn print_hits(
 fn print_scenarios(
     cold: &(ColdRuns, Option<ColdRuns>),
     fan_out: &(Run, Option<Run>),
-    cached_read: &(Duration, Option<Duration>),
+    cached_read: &(CachedReads, Option<CachedReads>),
     first: &FirstTokens,
 ) {
     let na = || "n/a".to_owned();
@@ -846,12 +872,20 @@ fn print_scenarios(
         SLOW_FETCH.as_millis()
     ));
     let (ours, theirs) = cached_read;
-    row(
-        "cached get_token latency",
-        &short(*ours),
-        &theirs.map_or_else(na, short),
-        &theirs.map_or_else(na, |d| ratio(d.as_secs_f64(), ours.as_secs_f64())),
-    );
+    let line = |metric: &str, pick: fn(&CachedReads) -> Duration| {
+        row(
+            metric,
+            &short(pick(ours)),
+            &theirs.map_or_else(na, |reads| short(pick(&reads))),
+            &theirs.map_or_else(na, |reads| {
+                ratio(pick(&reads).as_secs_f64(), pick(ours).as_secs_f64())
+            }),
+        );
+    };
+    line("cached get_token, another fetch in flight", |r| {
+        r.during_fetch
+    });
+    line("cached get_token, nothing in flight", |r| r.idle);
     println!();
 
     println!(

@@ -677,3 +677,43 @@ async fn a_credential_per_request_shares_the_applications_cache() {
         Some(BuildError::EmptyUserAssertion)
     );
 }
+
+#[tokio::test]
+async fn closing_one_users_credential_leaves_the_others_working() {
+    let emulator = emulator().await;
+    let application = OnBehalfOfApplication::builder(TENANT, API)
+        .client_secret(SECRET)
+        .authority(emulator.url())
+        .instance_discovery_host(emulator.url())
+        .http_options(http(&emulator))
+        .build_application()
+        .expect("application");
+    let first = application
+        .credential_for(user_token(&emulator, 9, API, 3600))
+        .expect("first");
+    let second = application
+        .credential_for(user_token(&emulator, 10, API, 3600))
+        .expect("second");
+    first.close().await;
+    let error = first
+        .get_token(&[SCOPE], None, None, false)
+        .await
+        .expect_err("closed");
+    assert!(matches!(
+        error,
+        entra_identity::CredentialError::CredentialUnavailable(_)
+    ));
+    second
+        .get_token(&[SCOPE], None, None, false)
+        .await
+        .expect("still works");
+    application.close();
+    let error = second
+        .get_token(&[SCOPE], None, None, false)
+        .await
+        .expect_err("application closed");
+    assert!(matches!(
+        error,
+        entra_identity::CredentialError::CredentialUnavailable(_)
+    ));
+}

@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use sha2::Digest as _;
 use zeroize::Zeroizing;
@@ -48,6 +49,8 @@ pub struct OnBehalfOfCredential {
     application: OnBehalfOfApplication,
     user_assertion: UserAssertion,
     user_key: [u8; 32],
+    /// Closing one user's credential leaves the application and the other users alone.
+    closed: Arc<AtomicBool>,
 }
 
 /// One middle-tier application serving many users: hands out an [`OnBehalfOfCredential`] per
@@ -188,6 +191,11 @@ impl TokenCredential for OnBehalfOfCredential {
         scopes: &[&str],
         options: TokenRequestOptions<'_>,
     ) -> Result<AccessTokenInfo, CredentialError> {
+        if self.closed.load(Ordering::Relaxed) {
+            return Err(CredentialError::unavailable(
+                "OnBehalfOfCredential has been closed and can no longer request tokens",
+            ));
+        }
         let core = &self.application.inner.core;
         core.token(
             scopes,
@@ -199,7 +207,7 @@ impl TokenCredential for OnBehalfOfCredential {
     }
 
     async fn close(&self) {
-        self.application.inner.core.close();
+        self.closed.store(true, Ordering::Relaxed);
     }
 }
 
@@ -229,6 +237,7 @@ impl OnBehalfOfApplication {
             application: self.clone(),
             user_assertion,
             user_key,
+            closed: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -240,6 +249,11 @@ impl OnBehalfOfApplication {
     /// The application's client ID.
     pub fn client_id(&self) -> &str {
         &self.inner.core.client_id
+    }
+
+    /// Closes the application: every credential it handed out stops requesting tokens.
+    pub fn close(&self) {
+        self.inner.core.close();
     }
 }
 
