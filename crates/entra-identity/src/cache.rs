@@ -43,14 +43,26 @@ struct CacheInner {
     partitions: papaya::HashMap<PartitionKey, Arc<Partition>, foldhash::fast::RandomState>,
     slots: AtomicUsize,
     capacity: usize,
+    /// Estimated bytes held: each token, its scopes and refresh token, plus
+    /// [`ENTRY_OVERHEAD_BYTES`] per slot.
+    bytes: AtomicUsize,
+    max_bytes: usize,
     evicting: Mutex<()>,
 }
+
+/// What a slot costs beyond its token, scopes and refresh token: the cache's own structures.
+/// The `credential` benchmark measures the real figure.
+pub(crate) const ENTRY_OVERHEAD_BYTES: usize = 512;
+/// Bytes a cache holds by default.
+pub(crate) const DEFAULT_MAX_BYTES: usize = 64 * 1024 * 1024;
 
 impl std::fmt::Debug for TokenCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TokenCache")
             .field("slots", &self.inner.slots.load(Ordering::Relaxed))
             .field("capacity", &self.inner.capacity)
+            .field("bytes", &self.inner.bytes.load(Ordering::Relaxed))
+            .field("max_bytes", &self.inner.max_bytes)
             .finish()
     }
 }
@@ -76,18 +88,38 @@ pub(crate) type FetchFuture =
 type SharedRequest = Pin<Box<dyn Future<Output = Result<AccessTokenInfo, CredentialError>> + Send>>;
 
 impl TokenCache {
-    /// A cache holding at most `capacity` tokens (10,000 by default).
+    /// A cache holding at most `capacity` tokens (10,000 by default) and 64 MiB.
     pub fn with_capacity(capacity: usize) -> Self {
+        Self::with_limits(capacity, DEFAULT_MAX_BYTES)
+    }
+
+    /// A cache holding at most `max_entries` tokens and about `max_bytes` bytes (tokens,
+    /// scopes and refresh tokens, plus an estimate of the cache's own structures per token).
+    /// Past either limit, partitions whose tokens have all expired go first, then the least
+    /// recently used, until the cache is under 90 % of both.
+    pub fn with_limits(max_entries: usize, max_bytes: usize) -> Self {
         Self {
             inner: Arc::new(CacheInner {
                 partitions: papaya::HashMap::builder()
                     .hasher(foldhash::fast::RandomState::default())
                     .build(),
                 slots: AtomicUsize::new(0),
-                capacity: capacity.max(1),
+                capacity: max_entries.max(1),
+                bytes: AtomicUsize::new(0),
+                max_bytes: max_bytes.max(1),
                 evicting: Mutex::new(()),
             }),
         }
+    }
+
+    /// The estimated bytes the cache holds.
+    pub fn bytes(&self) -> usize {
+        self.inner.bytes.load(Ordering::Relaxed)
+    }
+
+    /// The most bytes the cache holds.
+    pub fn max_bytes(&self) -> usize {
+        self.inner.max_bytes
     }
 
     /// How many tokens (slots) the cache holds.
@@ -157,22 +189,22 @@ impl TokenCache {
         if bypass {
             let fetched =
                 fetch(partition.refresh_token.load_full().map(|rt| (*rt).clone())).await?;
-            return Ok(store(&partition, &slot, fetched));
+            return Ok(self.inner.store(&partition, &slot, fetched, now));
         }
         let current = slot.token.load_full();
         let last_attempt = slot.last_attempt.load(Ordering::Relaxed);
         match refresh_status(current.as_deref(), now, last_attempt) {
             Refresh::NotNeeded => match current {
                 Some(token) => Ok((*token).clone()),
-                None => self.join_or_start(&partition, &slot, fetch).await,
+                None => self.join_or_start(&partition, &slot, now, fetch).await,
             },
             Refresh::Required => {
                 slot.last_attempt.store(now, Ordering::Relaxed);
-                self.join_or_start(&partition, &slot, fetch).await
+                self.join_or_start(&partition, &slot, now, fetch).await
             }
             Refresh::Recommended => {
                 let Some(current) = current else {
-                    return self.join_or_start(&partition, &slot, fetch).await;
+                    return self.join_or_start(&partition, &slot, now, fetch).await;
                 };
                 // One caller wins the right to refresh; the others keep the cached token.
                 let won = slot
@@ -182,7 +214,7 @@ impl TokenCache {
                 if !won {
                     return Ok((*current).clone());
                 }
-                match self.join_or_start(&partition, &slot, fetch).await {
+                match self.join_or_start(&partition, &slot, now, fetch).await {
                     Ok(token) => Ok(token),
                     Err(error) => {
                         tracing::warn!(
@@ -210,6 +242,7 @@ impl TokenCache {
         &self,
         partition: &Arc<Partition>,
         slot: &Arc<Slot>,
+        now: i64,
         fetch: impl FnOnce(Option<RefreshToken>) -> FetchFuture,
     ) -> Result<AccessTokenInfo, CredentialError> {
         let shared = {
@@ -222,11 +255,12 @@ impl TokenCache {
                 None => {
                     let refresh_token = partition.refresh_token.load_full().map(|rt| (*rt).clone());
                     let request = fetch(refresh_token);
-                    let (partition, slot) = (partition.clone(), slot.clone());
+                    let (cache, partition, slot) =
+                        (self.inner.clone(), partition.clone(), slot.clone());
                     let future: SharedRequest = Box::pin(async move {
                         let outcome = request
                             .await
-                            .map(|fetched| store(&partition, &slot, fetched));
+                            .map(|fetched| cache.store(&partition, &slot, fetched, now));
                         // Later callers start afresh: this request's answer is spent.
                         *slot
                             .inflight
@@ -290,27 +324,58 @@ impl TokenCache {
             }
         };
         if self.inner.slots.load(Ordering::Relaxed) > self.inner.capacity {
-            self.evict(now);
+            self.inner.evict(now);
         }
         (partition, slot)
     }
+}
 
-    /// Brings the cache under 90 % of its capacity: partitions with no valid token first, then
-    /// the least recently used.
+impl CacheInner {
+    /// Stores a fetched token (and refresh token), keeping the byte count.
+    fn store(
+        &self,
+        partition: &Partition,
+        slot: &Slot,
+        fetched: Fetched,
+        now: i64,
+    ) -> AccessTokenInfo {
+        if let Some(refresh_token) = fetched.refresh_token {
+            let size = refresh_token.expose_secret().len();
+            let previous = partition.refresh_token_bytes.swap(size, Ordering::Relaxed);
+            self.account(size, previous);
+            partition.refresh_token.store(Some(Arc::new(refresh_token)));
+        }
+        let size = fetched.info.token.expose_secret().len()
+            + slot.scopes.iter().map(|scope| scope.len()).sum::<usize>()
+            + ENTRY_OVERHEAD_BYTES;
+        let previous = slot.bytes.swap(size, Ordering::Relaxed);
+        self.account(size, previous);
+        slot.token.store(Some(Arc::new(fetched.info.clone())));
+        if self.bytes.load(Ordering::Relaxed) > self.max_bytes {
+            self.evict(now);
+        }
+        fetched.info
+    }
+
+    /// Brings the cache under 90 % of both limits: partitions with no valid token first,
+    /// then the least recently used.
     fn evict(&self, now: i64) {
-        let Ok(_evicting) = self.inner.evicting.try_lock() else {
+        let Ok(_evicting) = self.evicting.try_lock() else {
             return; // another caller is already evicting
         };
-        let target = self.inner.capacity - self.inner.capacity / 10;
-        let guard = self.inner.partitions.guard();
-        let mut candidates: Vec<(bool, i64, usize, PartitionKey)> = self
-            .inner
+        let entry_target = self.capacity - self.capacity / 10;
+        let byte_target = self.max_bytes - self.max_bytes / 10;
+        let over = || {
+            self.slots.load(Ordering::Relaxed) > entry_target
+                || self.bytes.load(Ordering::Relaxed) > byte_target
+        };
+        let guard = self.partitions.guard();
+        let mut candidates: Vec<(bool, i64, PartitionKey)> = self
             .partitions
             .iter(&guard)
             .map(|(key, partition)| {
-                let slots = partition.slots.load();
                 // A slot still waiting for its first token is not dead: it is being filled.
-                let live = slots.iter().any(|slot| {
+                let live = partition.slots.load().iter().any(|slot| {
                     slot.token
                         .load()
                         .as_deref()
@@ -319,30 +384,36 @@ impl TokenCache {
                 (
                     live,
                     partition.last_used.load(Ordering::Relaxed),
-                    slots.len(),
                     key.clone(),
                 )
             })
             .collect();
         // Dead partitions (false) sort first, then the oldest.
-        candidates.sort_unstable_by_key(|(live, last_used, _, _)| (*live, *last_used));
-        for (_, _, slot_count, key) in candidates {
-            if self.inner.slots.load(Ordering::Relaxed) <= target {
+        candidates.sort_unstable_by_key(|(live, last_used, _)| (*live, *last_used));
+        for (_, _, key) in candidates {
+            if !over() {
                 break;
             }
-            if self.inner.partitions.remove(&key, &guard).is_some() {
-                self.inner.slots.fetch_sub(slot_count, Ordering::Relaxed);
+            if let Some(partition) = self.partitions.remove(&key, &guard) {
+                let slots = partition.slots.load();
+                self.slots.fetch_sub(slots.len(), Ordering::Relaxed);
+                let bytes = slots
+                    .iter()
+                    .map(|slot| slot.bytes.load(Ordering::Relaxed))
+                    .sum::<usize>()
+                    + partition.refresh_token_bytes.load(Ordering::Relaxed);
+                self.account(0, bytes);
             }
         }
     }
-}
 
-fn store(partition: &Partition, slot: &Slot, fetched: Fetched) -> AccessTokenInfo {
-    if let Some(refresh_token) = fetched.refresh_token {
-        partition.refresh_token.store(Some(Arc::new(refresh_token)));
+    fn account(&self, added: usize, removed: usize) {
+        if added >= removed {
+            self.bytes.fetch_add(added - removed, Ordering::Relaxed);
+        } else {
+            self.bytes.fetch_sub(removed - added, Ordering::Relaxed);
+        }
     }
-    slot.token.store(Some(Arc::new(fetched.info.clone())));
-    fetched.info
 }
 
 /// Whether a cached token should be refreshed, by azure-identity's rules.
@@ -387,6 +458,7 @@ struct Partition {
     grow: Mutex<()>,
     last_used: AtomicI64,
     refresh_token: ArcSwapOption<RefreshToken>,
+    refresh_token_bytes: AtomicUsize,
 }
 
 impl Partition {
@@ -396,6 +468,7 @@ impl Partition {
             grow: Mutex::new(()),
             last_used: AtomicI64::new(now),
             refresh_token: ArcSwapOption::empty(),
+            refresh_token_bytes: AtomicUsize::new(0),
         }
     }
 
@@ -413,6 +486,7 @@ struct Slot {
     token: ArcSwapOption<AccessTokenInfo>,
     last_attempt: AtomicI64,
     inflight: Mutex<Option<WeakShared<SharedRequest>>>,
+    bytes: AtomicUsize,
 }
 
 impl Slot {
@@ -422,6 +496,7 @@ impl Slot {
             token: ArcSwapOption::empty(),
             last_attempt: AtomicI64::new(i64::MIN),
             inflight: Mutex::new(None),
+            bytes: AtomicUsize::new(0),
         }
     }
 }
@@ -871,6 +946,40 @@ mod tests {
             );
         }
         assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn the_cache_stays_within_its_byte_limit() {
+        let per_token = 1000 + 1 + ENTRY_OVERHEAD_BYTES;
+        let cache = TokenCache::with_limits(1_000, per_token * 10);
+        let calls = Arc::new(AtomicUsize::new(0));
+        let scopes = SortedScopes::new(&["s"]);
+        let now = 1_000_000;
+        let big: &'static str = Box::leak("t".repeat(1000).into_boxed_str());
+        let tenants: Vec<String> = (0..30).map(|i| format!("t{i}")).collect();
+        for (i, tenant) in tenants.iter().enumerate() {
+            let at = now + i as i64;
+            let fetch = fetch_returning(&calls, big, at + 3600);
+            cache
+                .get_or_fetch(&key(tenant), &scopes, at, false, fetch)
+                .await
+                .expect("token");
+        }
+        assert!(
+            cache.bytes() <= cache.max_bytes(),
+            "{} > {}",
+            cache.bytes(),
+            cache.max_bytes()
+        );
+        assert!(cache.len() <= 10);
+        assert!(
+            cache.fresh(&key("t29"), &scopes, now + 30).is_some(),
+            "the newest stays"
+        );
+        assert!(
+            cache.fresh(&key("t0"), &scopes, now + 30).is_none(),
+            "the oldest went"
+        );
     }
 
     #[tokio::test]
