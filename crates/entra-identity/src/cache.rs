@@ -14,7 +14,7 @@
 use std::future::Future;
 use std::hash::{Hash, Hasher};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
@@ -145,31 +145,32 @@ impl TokenCache {
         now: i64,
     ) -> Option<AccessTokenInfo> {
         let guard = self.inner.partitions.guard();
-        let partition = self.inner.partitions.get(key, &guard)?;
-        partition.touch(now);
-        let slots = partition.slots.load();
-        let exact = slots.iter().find(|slot| scopes.equals(&slot.scopes));
-        if let Some(slot) = exact {
-            let token = slot.token.load();
-            let token = token.as_deref()?;
-            let last_attempt = slot.last_attempt.load(Ordering::Relaxed);
-            return matches!(
-                refresh_status(Some(token), now, last_attempt),
-                Refresh::NotNeeded
-            )
-            .then(|| token.clone());
-        }
-        // A token for more scopes serves fewer, while it needs no refresh of its own.
-        slots.iter().find_map(|slot| {
-            if !scopes.is_subset_of(&slot.scopes) {
-                return None;
+        self.inner.partitions.get(key, &guard)?.fresh(scopes, now)
+    }
+
+    /// As [`TokenCache::fresh`], going straight to the partition `hint` remembers when it is
+    /// still in the cache, which skips hashing the key. The hint learns the partition on the
+    /// first lookup that finds it.
+    pub(crate) fn fresh_hinted(
+        &self,
+        hint: &PartitionHint,
+        key: &PartitionKeyRef<'_>,
+        scopes: &SortedScopes<'_>,
+        now: i64,
+    ) -> Option<AccessTokenInfo> {
+        {
+            let remembered = hint.partition.load();
+            let live = remembered
+                .as_deref()
+                .filter(|p| !p.evicted.load(Ordering::Relaxed));
+            if let Some(partition) = live {
+                return partition.fresh(scopes, now);
             }
-            let token = slot.token.load();
-            let token = token.as_deref()?;
-            let status =
-                refresh_status(Some(token), now, slot.last_attempt.load(Ordering::Relaxed));
-            matches!(status, Refresh::NotNeeded).then(|| token.clone())
-        })
+        }
+        let guard = self.inner.partitions.guard();
+        let partition = self.inner.partitions.get(key, &guard)?;
+        hint.partition.store(Some(partition.clone()));
+        partition.fresh(scopes, now)
     }
 
     /// The token for `scopes`: cached when fresh, else fetched once however many callers ask.
@@ -395,6 +396,7 @@ impl CacheInner {
                 break;
             }
             if let Some(partition) = self.partitions.remove(&key, &guard) {
+                partition.evicted.store(true, Ordering::Relaxed);
                 let slots = partition.slots.load();
                 self.slots.fetch_sub(slots.len(), Ordering::Relaxed);
                 let bytes = slots
@@ -413,6 +415,18 @@ impl CacheInner {
         } else {
             self.bytes.fetch_sub(removed - added, Ordering::Relaxed);
         }
+    }
+}
+
+/// Remembers a credential's usual partition, so its cache hits skip the map.
+#[derive(Default)]
+pub(crate) struct PartitionHint {
+    partition: ArcSwapOption<Partition>,
+}
+
+impl std::fmt::Debug for PartitionHint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PartitionHint")
     }
 }
 
@@ -453,7 +467,9 @@ pub(crate) fn refresh_status(
     Refresh::NotNeeded
 }
 
-struct Partition {
+pub(crate) struct Partition {
+    /// Set when eviction removes the partition, so hints stop using it.
+    evicted: AtomicBool,
     slots: ArcSwap<Vec<Arc<Slot>>>,
     grow: Mutex<()>,
     last_used: AtomicI64,
@@ -462,8 +478,34 @@ struct Partition {
 }
 
 impl Partition {
+    /// The token for `scopes` if it needs no refresh: an exact match, or a token for more
+    /// scopes.
+    fn fresh(&self, scopes: &SortedScopes<'_>, now: i64) -> Option<AccessTokenInfo> {
+        self.touch(now);
+        let slots = self.slots.load();
+        let serve = |slot: &Slot| {
+            let token = slot.token.load();
+            let token = token.as_deref()?;
+            let last_attempt = slot.last_attempt.load(Ordering::Relaxed);
+            matches!(
+                refresh_status(Some(token), now, last_attempt),
+                Refresh::NotNeeded
+            )
+            .then(|| token.clone())
+        };
+        if let Some(slot) = slots.iter().find(|slot| scopes.equals(&slot.scopes)) {
+            return serve(slot);
+        }
+        // A token for more scopes serves fewer, while it needs no refresh of its own.
+        slots
+            .iter()
+            .filter(|slot| scopes.is_subset_of(&slot.scopes))
+            .find_map(|slot| serve(slot))
+    }
+
     fn new(now: i64) -> Self {
         Self {
+            evicted: AtomicBool::new(false),
             slots: ArcSwap::from_pointee(Vec::new()),
             grow: Mutex::new(()),
             last_used: AtomicI64::new(now),

@@ -4,7 +4,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::authority::{AZURE_AUTHORITY_HOST, Authority, TenantId};
-use crate::cache::{FetchFuture, Fetched, PartitionKeyRef, SortedScopes, TokenCache};
+use crate::cache::{
+    FetchFuture, Fetched, PartitionHint, PartitionKeyRef, SortedScopes, TokenCache,
+};
 use crate::environment::{Clock, Environment, ProcessEnvironment, SystemClock};
 use crate::error::{BuildError, CredentialError};
 use crate::http::{HttpClient, HttpOptions};
@@ -13,6 +15,23 @@ use crate::protocol::{TokenResponse, parse_token_response};
 use crate::secret::RefreshToken;
 use crate::tenant::{AZURE_IDENTITY_DISABLE_MULTITENANTAUTH, TenantPolicy};
 use crate::token::{AccessTokenInfo, TokenRequestOptions};
+
+/// What the fast path of a token request found.
+pub(crate) enum Lookup {
+    /// A cached token that needs no refresh.
+    Hit(AccessTokenInfo),
+    /// The request must go to Entra ID (or wait for another caller's request).
+    Miss(OwnedRequest),
+}
+
+/// A token request that owns its parts, so the slow path can outlive the caller's borrows.
+#[derive(Debug)]
+pub(crate) struct OwnedRequest {
+    pub(crate) scopes: Vec<String>,
+    pub(crate) claims: Option<String>,
+    pub(crate) tenant: String,
+    pub(crate) enable_cae: bool,
+}
 
 /// Options every credential takes.
 #[derive(Clone, Debug, Default)]
@@ -96,15 +115,15 @@ impl Core {
         self.closed.store(true, Ordering::Relaxed);
     }
 
-    /// The cache path of a token request. `fetch` is called, with the tenant and the
-    /// partition's refresh token, only when the cache cannot answer.
-    pub(crate) async fn token(
+    /// The fast path of a token request: checks it and answers from the cache when it can,
+    /// without allocating. A miss returns the request in owned form for [`Core::fetch`].
+    pub(crate) fn lookup(
         &self,
         scopes: &[&str],
         options: TokenRequestOptions<'_>,
         user: Option<&[u8; 32]>,
-        fetch: impl FnOnce(&str, Option<RefreshToken>) -> FetchFuture,
-    ) -> Result<AccessTokenInfo, CredentialError> {
+        hints: &[PartitionHint; 2],
+    ) -> Result<Lookup, CredentialError> {
         if self.closed.load(Ordering::Relaxed) {
             return Err(CredentialError::unavailable(format!(
                 "{} has been closed and can no longer request tokens",
@@ -117,22 +136,59 @@ impl Core {
             ));
         }
         let tenant = self.tenants.resolve(options.tenant_id)?;
+        let claims = options.claims.filter(|claims| !claims.trim().is_empty());
+        if claims.is_none() {
+            let key = PartitionKeyRef {
+                app: &self.app_key,
+                tenant,
+                user,
+                cae: options.enable_cae,
+            };
+            let sorted = SortedScopes::new(scopes);
+            let now = self.clock.now();
+            let cached = if tenant == self.tenants.default_tenant().as_str() {
+                let hint = &hints[usize::from(options.enable_cae)];
+                self.cache.fresh_hinted(hint, &key, &sorted, now)
+            } else {
+                self.cache.fresh(&key, &sorted, now)
+            };
+            if let Some(token) = cached {
+                return Ok(Lookup::Hit(token));
+            }
+        }
+        Ok(Lookup::Miss(OwnedRequest {
+            scopes: scopes.iter().map(|scope| (*scope).to_owned()).collect(),
+            claims: claims.map(str::to_owned),
+            tenant: tenant.to_owned(),
+            enable_cae: options.enable_cae,
+        }))
+    }
+
+    /// The slow path: one request per cache slot in flight, whoever asks. `fetch` is called,
+    /// with the tenant and the partition's refresh token, only if no other caller's request
+    /// can answer.
+    pub(crate) async fn fetch(
+        &self,
+        request: &OwnedRequest,
+        user: Option<&[u8; 32]>,
+        fetch: impl FnOnce(&str, Option<RefreshToken>) -> FetchFuture,
+    ) -> Result<AccessTokenInfo, CredentialError> {
+        let scopes: Vec<&str> = request.scopes.iter().map(String::as_str).collect();
         let key = PartitionKeyRef {
             app: &self.app_key,
-            tenant,
+            tenant: &request.tenant,
             user,
-            cae: options.enable_cae,
+            cae: request.enable_cae,
         };
-        let sorted = SortedScopes::new(scopes);
-        let bypass = options
-            .claims
-            .is_some_and(|claims| !claims.trim().is_empty());
-        let now = self.clock.now();
         let outcome = self
             .cache
-            .get_or_fetch(&key, &sorted, now, bypass, |refresh_token| {
-                fetch(tenant, refresh_token)
-            })
+            .get_or_fetch(
+                &key,
+                &SortedScopes::new(&scopes),
+                self.clock.now(),
+                request.claims.is_some(),
+                |refresh_token| fetch(&request.tenant, refresh_token),
+            )
             .await;
         match &outcome {
             Ok(_) => tracing::debug!("{}.get_token succeeded", self.name),

@@ -2,6 +2,8 @@
 
 use std::borrow::Cow;
 use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use crate::error::CredentialError;
 use crate::secret::AccessTokenSecret;
@@ -93,4 +95,26 @@ pub trait TokenCredential: Send + Sync {
     /// Releases the credential's resources; later requests fail with
     /// [`CredentialError::CredentialUnavailable`].
     fn close(&self) -> impl Future<Output = ()> + Send;
+}
+
+/// The future of our credentials' token requests: ready at once on a cache hit (small, no
+/// allocation), boxed only when a request must be made.
+pub(crate) enum TokenFuture {
+    Ready(Option<Result<AccessTokenInfo, CredentialError>>),
+    Pending(Pin<Box<dyn Future<Output = Result<AccessTokenInfo, CredentialError>> + Send>>),
+}
+
+impl Future for TokenFuture {
+    type Output = Result<AccessTokenInfo, CredentialError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.get_mut() {
+            Self::Ready(outcome) => Poll::Ready(outcome.take().unwrap_or_else(|| {
+                Err(CredentialError::InvalidRequest(
+                    "token future polled after completion".into(),
+                ))
+            })),
+            Self::Pending(future) => future.as_mut().poll(cx),
+        }
+    }
 }

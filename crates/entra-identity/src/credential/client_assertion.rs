@@ -2,15 +2,16 @@
 //! function (or a file) supplies.
 
 use std::fmt;
+use std::future::Future;
 use std::sync::Arc;
 
 use crate::assertion::ClientAssertionSource;
-use crate::cache::{FetchFuture, Fetched};
-use crate::core::{CommonOptions, Core};
+use crate::cache::{FetchFuture, Fetched, PartitionHint};
+use crate::core::{CommonOptions, Core, Lookup, OwnedRequest};
 use crate::credential::common_builder_methods;
 use crate::error::{BuildError, ClientAuthenticationError, CredentialError, FailureKind};
 use crate::protocol::{FormBody, JWT_BEARER_ASSERTION_TYPE, merge_claims};
-use crate::token::{AccessTokenInfo, TokenCredential, TokenRequestOptions};
+use crate::token::{AccessTokenInfo, TokenCredential, TokenFuture, TokenRequestOptions};
 
 /// Authenticates a service principal with a JWT assertion.
 ///
@@ -41,6 +42,8 @@ pub struct ClientAssertionCredential {
 struct Inner {
     core: Core,
     source: Box<dyn ClientAssertionSource>,
+    /// This credential's usual partitions (plain and CAE), for cache hits without hashing.
+    hints: [PartitionHint; 2],
 }
 
 impl fmt::Debug for ClientAssertionCredential {
@@ -91,15 +94,15 @@ impl ClientAssertionCredential {
         &self.inner.core.client_id
     }
 
-    fn fetch(
-        &self,
-        scopes: &[&str],
-        options: TokenRequestOptions<'_>,
+    /// The request a cache miss sends.
+    fn fetcher(
+        inner: &Arc<Inner>,
+        request: &OwnedRequest,
     ) -> impl FnOnce(&str, Option<crate::RefreshToken>) -> FetchFuture + use<> {
-        let inner = self.inner.clone();
-        let scope = scopes.join(" ");
-        let claims = options.claims.map(str::to_owned);
-        let enable_cae = options.enable_cae;
+        let inner = inner.clone();
+        let scope = request.scopes.join(" ");
+        let claims = request.claims.clone();
+        let enable_cae = request.enable_cae;
         move |tenant, _refresh_token| {
             let tenant = tenant.to_owned();
             Box::pin(async move {
@@ -128,17 +131,26 @@ impl ClientAssertionCredential {
 }
 
 impl TokenCredential for ClientAssertionCredential {
-    async fn get_token_info(
+    fn get_token_info(
         &self,
         scopes: &[&str],
         options: TokenRequestOptions<'_>,
-    ) -> Result<AccessTokenInfo, CredentialError> {
-        // The request closure is built lazily: a cache hit allocates nothing.
-        let core = &self.inner.core;
-        core.token(scopes, options, None, |tenant, refresh_token| {
-            self.fetch(scopes, options)(tenant, refresh_token)
-        })
-        .await
+    ) -> impl Future<Output = Result<AccessTokenInfo, CredentialError>> + Send {
+        match self
+            .inner
+            .core
+            .lookup(scopes, options, None, &self.inner.hints)
+        {
+            Ok(Lookup::Hit(token)) => TokenFuture::Ready(Some(Ok(token))),
+            Err(error) => TokenFuture::Ready(Some(Err(error))),
+            Ok(Lookup::Miss(request)) => {
+                let inner = self.inner.clone();
+                TokenFuture::Pending(Box::pin(async move {
+                    let fetch = Self::fetcher(&inner, &request);
+                    inner.core.fetch(&request, None, fetch).await
+                }))
+            }
+        }
     }
 
     async fn close(&self) {
@@ -182,6 +194,7 @@ impl ClientAssertionCredentialBuilder {
             inner: Arc::new(Inner {
                 core,
                 source: self.source,
+                hints: Default::default(),
             }),
         })
     }

@@ -2,6 +2,7 @@
 //! a downstream API, proving its own identity with a secret, a certificate or an assertion.
 
 use std::fmt;
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -9,15 +10,15 @@ use sha2::Digest as _;
 use zeroize::Zeroizing;
 
 use crate::assertion::ClientAssertionSource;
-use crate::cache::{FetchFuture, Fetched, PartitionKeyRef};
+use crate::cache::{FetchFuture, Fetched, PartitionHint, PartitionKeyRef};
 use crate::certificate::{CertificateSigner, ClientCertificate};
-use crate::core::{CommonOptions, Core};
+use crate::core::{CommonOptions, Core, Lookup, OwnedRequest};
 use crate::credential::common_builder_methods;
 use crate::discovery::InstanceDiscovery;
 use crate::error::{BuildError, ClientAuthenticationError, CredentialError, FailureKind};
 use crate::protocol::{FormBody, JWT_BEARER_ASSERTION_TYPE, TokenResponse, merge_claims};
 use crate::secret::{ClientSecret, RefreshToken, UserAssertion};
-use crate::token::{AccessTokenInfo, TokenCredential, TokenRequestOptions};
+use crate::token::{AccessTokenInfo, TokenCredential, TokenFuture, TokenRequestOptions};
 
 /// The OpenID Connect scopes every exchange adds, so that Entra ID returns a refresh token.
 const OIDC_SCOPES: [&str; 3] = ["offline_access", "openid", "profile"];
@@ -51,6 +52,8 @@ pub struct OnBehalfOfCredential {
     user_key: [u8; 32],
     /// Closing one user's credential leaves the application and the other users alone.
     closed: Arc<AtomicBool>,
+    /// This user's partitions (plain and CAE), for cache hits without hashing.
+    hints: Arc<[PartitionHint; 2]>,
 }
 
 /// One middle-tier application serving many users: hands out an [`OnBehalfOfCredential`] per
@@ -130,17 +133,19 @@ impl OnBehalfOfCredential {
         &self.application
     }
 
-    fn fetch(
+    /// The request a cache miss sends: a refresh token redemption when the user's partition
+    /// has a refresh token, else the exchange of the user assertion.
+    fn fetcher(
         &self,
-        scopes: &[&str],
-        options: TokenRequestOptions<'_>,
+        request: &OwnedRequest,
     ) -> impl FnOnce(&str, Option<RefreshToken>) -> FetchFuture + use<> {
         let inner = self.application.inner.clone();
         let user_assertion = self.user_assertion.clone();
         let user_key = self.user_key;
-        let scope = obo_scope(scopes);
-        let claims = options.claims.map(str::to_owned);
-        let enable_cae = options.enable_cae;
+        let scopes: Vec<&str> = request.scopes.iter().map(String::as_str).collect();
+        let scope = obo_scope(&scopes);
+        let claims = request.claims.clone();
+        let enable_cae = request.enable_cae;
         move |tenant, refresh_token| {
             let tenant = tenant.to_owned();
             Box::pin(async move {
@@ -186,24 +191,29 @@ impl OnBehalfOfCredential {
 }
 
 impl TokenCredential for OnBehalfOfCredential {
-    async fn get_token_info(
+    fn get_token_info(
         &self,
         scopes: &[&str],
         options: TokenRequestOptions<'_>,
-    ) -> Result<AccessTokenInfo, CredentialError> {
+    ) -> impl Future<Output = Result<AccessTokenInfo, CredentialError>> + Send {
         if self.closed.load(Ordering::Relaxed) {
-            return Err(CredentialError::unavailable(
+            return TokenFuture::Ready(Some(Err(CredentialError::unavailable(
                 "OnBehalfOfCredential has been closed and can no longer request tokens",
-            ));
+            ))));
         }
         let core = &self.application.inner.core;
-        core.token(
-            scopes,
-            options,
-            Some(&self.user_key),
-            |tenant, refresh_token| self.fetch(scopes, options)(tenant, refresh_token),
-        )
-        .await
+        match core.lookup(scopes, options, Some(&self.user_key), &self.hints) {
+            Ok(Lookup::Hit(token)) => TokenFuture::Ready(Some(Ok(token))),
+            Err(error) => TokenFuture::Ready(Some(Err(error))),
+            Ok(Lookup::Miss(request)) => {
+                let fetch = self.fetcher(&request);
+                let inner = self.application.inner.clone();
+                let user_key = self.user_key;
+                TokenFuture::Pending(Box::pin(async move {
+                    inner.core.fetch(&request, Some(&user_key), fetch).await
+                }))
+            }
+        }
     }
 
     async fn close(&self) {
@@ -238,6 +248,7 @@ impl OnBehalfOfApplication {
             user_assertion,
             user_key,
             closed: Arc::new(AtomicBool::new(false)),
+            hints: Arc::default(),
         })
     }
 
