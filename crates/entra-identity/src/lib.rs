@@ -170,3 +170,43 @@ pub use crate::secret::{
 };
 pub use crate::tenant::AZURE_IDENTITY_DISABLE_MULTITENANTAUTH;
 pub use crate::token::{AccessToken, AccessTokenInfo, TokenCredential, TokenRequestOptions};
+
+/// Internals exposed for the crate's benchmarks and fuzz targets. Not part of the stable API.
+#[doc(hidden)]
+pub mod internal {
+    use crate::certificate::{CertificateSigner, ClientCertificate};
+
+    /// A parsed client certificate that signs client assertions, as the credentials use it.
+    #[derive(Debug)]
+    pub struct AssertionSigner(CertificateSigner);
+
+    impl AssertionSigner {
+        /// Parses PEM or PKCS#12 bytes.
+        ///
+        /// # Errors
+        ///
+        /// The certificate cannot be used.
+        pub fn new(
+            certificate: &[u8],
+            password: Option<&[u8]>,
+        ) -> Result<Self, crate::CertificateError> {
+            let certificate = ClientCertificate::from_bytes(certificate, password)?;
+            Ok(Self(CertificateSigner::new(certificate, false)))
+        }
+
+        /// An assertion, reused while it is for the same audience and under five minutes old.
+        pub fn assertion(
+            &self,
+            client_id: &str,
+            audience: &str,
+            now: i64,
+        ) -> Option<crate::ClientAssertion> {
+            self.0.assertion(client_id, audience, now, false).ok()
+        }
+    }
+
+    /// Parses a token endpoint response body (for fuzzing).
+    pub fn parse_token_response(status: u16, body: &[u8]) -> bool {
+        crate::protocol::parse_token_response(status, None, body, 0).is_ok()
+    }
+}
