@@ -1,16 +1,27 @@
 //! `entra`: Microsoft Entra ID tokens for confidential applications, from the command line.
 //!
-//! `entra emulator` runs the offline, Entra-compatible token service of the `entra-emulator`
-//! crate.
+//! - `entra token client-assertion|on-behalf-of ...` gets a token through either credential;
+//! - `entra decode [JWT]` shows a JWT's header and claims (unverified);
+//! - `entra demo` runs both flows against an embedded emulator, offline;
+//! - `entra emulator` runs the offline Entra ID emulator.
 
 #![forbid(unsafe_code)]
 
-use std::path::PathBuf;
+mod decode;
+mod demo;
+mod emulator;
+mod token;
+
 use std::process::ExitCode;
 
-use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use entra_emulator::{Emulator, EmulatorConfig};
+
+/// Exit status for a failed authentication (Entra ID refused, or could not be reached).
+const EXIT_AUTHENTICATION: u8 = 3;
+/// Exit status for an invalid configuration (bad flags values, unreadable files).
+const EXIT_CONFIGURATION: u8 = 4;
+/// Exit status for anything else.
+const EXIT_FAILURE: u8 = 1;
 
 /// Microsoft Entra ID access tokens for confidential applications.
 #[derive(Debug, Parser)]
@@ -22,29 +33,55 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Get an access token through a credential.
+    ///
+    /// Secrets are never taken as flag values: the client secret and certificate password are
+    /// read from environment variables, assertions and user tokens from files or a command.
+    #[command(subcommand)]
+    Token(token::TokenCommand),
+    /// Show a JWT's header and claims. The signature is NOT verified.
+    Decode(decode::DecodeArgs),
+    /// Run both credentials against an embedded emulator, offline, and explain what happens.
+    Demo,
     /// Run the offline Entra ID emulator on 127.0.0.1 until interrupted.
     ///
     /// With no --config it registers the documented sample: tenant
     /// contoso.onmicrosoft.com with a middle-tier API (secret and certificate), a workload
     /// with a federated credential, a downstream API and one user. It writes a JSON info file
     /// naming its URL, its CA certificate and every credential.
-    Emulator(EmulatorArgs),
+    Emulator(emulator::EmulatorArgs),
 }
 
-#[derive(Debug, clap::Args)]
-struct EmulatorArgs {
-    /// A TOML configuration file (see the entra-emulator crate's `EmulatorConfig`).
-    #[arg(long, value_name = "FILE")]
-    config: Option<PathBuf>,
-    /// The port to listen on; 0 picks a free one.
-    #[arg(long, default_value_t = 0)]
-    port: u16,
-    /// Where to write the CA and application key material.
-    #[arg(long, value_name = "DIR")]
-    state_dir: Option<PathBuf>,
-    /// Where to write the info file; `<state dir>/info.json` by default.
-    #[arg(long, value_name = "FILE")]
-    info_file: Option<PathBuf>,
+/// A failure with the exit status it deserves.
+#[derive(Debug)]
+pub(crate) struct Failure {
+    status: u8,
+    error: anyhow::Error,
+}
+
+impl Failure {
+    pub(crate) fn authentication(error: impl Into<anyhow::Error>) -> Self {
+        Self {
+            status: EXIT_AUTHENTICATION,
+            error: error.into(),
+        }
+    }
+
+    pub(crate) fn configuration(error: impl Into<anyhow::Error>) -> Self {
+        Self {
+            status: EXIT_CONFIGURATION,
+            error: error.into(),
+        }
+    }
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Failure {
+    fn from(error: E) -> Self {
+        Self {
+            status: EXIT_FAILURE,
+            error: error.into(),
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -68,84 +105,20 @@ fn main() -> ExitCode {
     };
     let outcome = runtime.block_on(async {
         match cli.command {
-            Command::Emulator(args) => run_emulator(args).await,
+            Command::Token(command) => token::run(command).await,
+            Command::Decode(args) => decode::run(&args),
+            Command::Demo => demo::run().await,
+            Command::Emulator(args) => emulator::run(args).await,
         }
     });
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("error: {error:#}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-async fn run_emulator(args: EmulatorArgs) -> anyhow::Result<()> {
-    let config = match &args.config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read {}", path.display()))?;
-            EmulatorConfig::from_toml(&text)
-                .with_context(|| format!("invalid configuration in {}", path.display()))?
-        }
-        None => EmulatorConfig::sample(),
-    };
-    let state_dir = match args.state_dir {
-        Some(dir) => dir,
-        None => std::env::temp_dir().join(format!("entra-emulator-{}", std::process::id())),
-    };
-    let emulator = Emulator::builder()
-        .config(config)
-        .port(args.port)
-        .state_dir(&state_dir)
-        .start()
-        .await
-        .context("cannot start the emulator")?;
-    let info_file = args
-        .info_file
-        .unwrap_or_else(|| state_dir.join("info.json"));
-    emulator
-        .write_info_file(&info_file)
-        .context("cannot write the info file")?;
-
-    println!("entra emulator listening on {}", emulator.url());
-    println!("  CA certificate: {}", emulator.ca_pem_path().display());
-    println!("  info file:      {}", info_file.display());
-    for tenant in emulator.info().tenants {
-        println!("  tenant {} ({})", tenant.id, tenant.domains.join(", "));
-        for app in tenant.applications {
-            println!("    application {} {}", app.client_id, app.name);
-        }
-        for user in tenant.users {
-            println!("    user {} {}", user.object_id, user.upn);
-        }
-    }
-    println!("Press Ctrl-C to stop.");
-
-    shutdown_signal().await;
-    emulator.shutdown();
-    Ok(())
-}
-
-/// Waits for Ctrl-C or, on Unix, SIGTERM.
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut terminate) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = terminate.recv() => {}
-                }
+        Err(failure) => {
+            eprintln!("error: {}", failure.error);
+            for cause in failure.error.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
             }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
+            ExitCode::from(failure.status)
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
     }
 }

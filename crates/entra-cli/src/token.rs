@@ -1,0 +1,401 @@
+//! `entra token`: an access token through either credential.
+
+use std::io::Read as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context as _, anyhow};
+use entra_identity::{
+    AccessTokenInfo, ClientAssertionCredential, FileAssertion, HttpOptions, OnBehalfOfCredential,
+    TokenCachePersistenceOptions, TokenCredential, TokenRequestOptions,
+};
+use serde_json::json;
+
+use crate::Failure;
+
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum TokenCommand {
+    /// A service principal proves itself with a JWT assertion (workload identity, a federated
+    /// credential, an assertion signed elsewhere).
+    ClientAssertion {
+        #[command(flatten)]
+        common: CommonArgs,
+        #[command(flatten)]
+        assertion: AssertionArgs,
+    },
+    /// A middle-tier API exchanges a user's token for a token to a downstream API.
+    OnBehalfOf {
+        #[command(flatten)]
+        common: CommonArgs,
+        #[command(flatten)]
+        assertion: AssertionArgs,
+        #[command(flatten)]
+        client: ClientArgs,
+        /// The user's access token (the user assertion): a file, or `-` for standard input.
+        #[arg(long, value_name = "FILE|-")]
+        user_assertion_file: String,
+        /// Skip instance discovery (validation of the authority host).
+        #[arg(long)]
+        disable_instance_discovery: bool,
+    },
+}
+
+/// What every credential takes.
+#[derive(Debug, clap::Args)]
+pub(crate) struct CommonArgs {
+    /// The tenant (directory) ID or a domain of it.
+    #[arg(long, env = "AZURE_TENANT_ID", hide_env_values = true)]
+    tenant_id: String,
+    /// The application's client ID.
+    #[arg(long, env = "AZURE_CLIENT_ID", hide_env_values = true)]
+    client_id: String,
+    /// A scope to request; repeat for several.
+    #[arg(long = "scope", required = true, value_name = "SCOPE")]
+    scopes: Vec<String>,
+    /// The authority host (https only), such as login.microsoftonline.us.
+    #[arg(long, env = "AZURE_AUTHORITY_HOST", hide_env_values = true)]
+    authority: Option<String>,
+    /// A tenant requests may name besides the configured one; `*` for any. Repeatable.
+    #[arg(
+        long = "additionally-allowed-tenant",
+        env = "AZURE_ADDITIONALLY_ALLOWED_TENANTS",
+        value_delimiter = ';',
+        hide_env_values = true,
+        value_name = "TENANT"
+    )]
+    additionally_allowed_tenants: Vec<String>,
+    /// Request the token from this tenant instead of the configured one.
+    #[arg(long = "request-tenant", value_name = "TENANT")]
+    request_tenant: Option<String>,
+    /// Additional claims (JSON), such as a claims challenge from a resource.
+    #[arg(long, value_name = "JSON")]
+    claims: Option<String>,
+    /// Request a Continuous Access Evaluation token.
+    #[arg(long)]
+    enable_cae: bool,
+    /// A PEM file of extra trusted CA certificates (a private cloud, the emulator).
+    #[arg(long, value_name = "PEM")]
+    ca_file: Option<PathBuf>,
+    /// The persistent token cache's name.
+    #[arg(long, value_name = "NAME")]
+    cache_name: Option<String>,
+    /// Allow the persistent cache to be stored unencrypted when no encryption is available.
+    #[arg(long, requires = "cache_name")]
+    allow_unencrypted_cache: bool,
+    /// What to print: JSON (as `az account get-access-token`), the bare token, or an
+    /// Authorization header line.
+    #[arg(long, value_enum, default_value_t = Output::Json)]
+    output: Output,
+}
+
+/// Client assertions from a file or a command.
+#[derive(Debug, clap::Args)]
+pub(crate) struct AssertionArgs {
+    /// A file holding the client assertion, read again for every request.
+    #[arg(
+        long,
+        env = "AZURE_FEDERATED_TOKEN_FILE",
+        hide_env_values = true,
+        value_name = "FILE"
+    )]
+    assertion_file: Option<PathBuf>,
+    /// A command (run by `sh -c`) whose standard output is the client assertion.
+    #[arg(long, value_name = "COMMAND", conflicts_with = "assertion_file")]
+    assertion_command: Option<String>,
+}
+
+/// A secret or a certificate.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ClientArgs {
+    /// Read the client secret from this environment variable. AZURE_CLIENT_SECRET is used when
+    /// no other client credential is given.
+    #[arg(long, value_name = "VARIABLE")]
+    client_secret_env: Option<String>,
+    /// A certificate with its private key: PEM or PKCS#12.
+    #[arg(
+        long,
+        env = "AZURE_CLIENT_CERTIFICATE_PATH",
+        hide_env_values = true,
+        value_name = "FILE"
+    )]
+    certificate: Option<PathBuf>,
+    /// Read the certificate's password from this environment variable.
+    #[arg(
+        long,
+        value_name = "VARIABLE",
+        default_value = "AZURE_CLIENT_CERTIFICATE_PASSWORD"
+    )]
+    certificate_password_env: String,
+    /// Send the certificate chain (x5c) for subject name/issuer authentication.
+    #[arg(
+        long,
+        env = "AZURE_CLIENT_SEND_CERTIFICATE_CHAIN",
+        hide_env_values = true
+    )]
+    send_certificate_chain: bool,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum Output {
+    Json,
+    Token,
+    Header,
+}
+
+pub(crate) async fn run(command: TokenCommand) -> Result<(), Failure> {
+    let (common, info) = match command {
+        TokenCommand::ClientAssertion { common, assertion } => {
+            let source = assertion_source(&assertion)?.ok_or_else(|| {
+                Failure::configuration(anyhow!(
+                    "a client assertion is needed: --assertion-file, --assertion-command or \
+                     AZURE_FEDERATED_TOKEN_FILE"
+                ))
+            })?;
+            let mut builder = ClientAssertionCredential::builder(
+                &common.tenant_id,
+                &common.client_id,
+                BoxedSource(source),
+            )
+            .additionally_allowed_tenants(common.additionally_allowed_tenants.clone())
+            .http_options(http_options(&common)?);
+            if let Some(authority) = &common.authority {
+                builder = builder.authority(authority);
+            }
+            if let Some(persistence) = persistence(&common) {
+                builder = builder.cache_persistence_options(persistence);
+            }
+            let credential = builder.build().map_err(Failure::configuration)?;
+            let info = request(&credential, &common).await?;
+            (common, info)
+        }
+        TokenCommand::OnBehalfOf {
+            common,
+            assertion,
+            client,
+            user_assertion_file,
+            disable_instance_discovery,
+        } => {
+            let user_assertion = read_user_assertion(&user_assertion_file)?;
+            let mut builder =
+                OnBehalfOfCredential::builder(&common.tenant_id, &common.client_id, user_assertion)
+                    .additionally_allowed_tenants(common.additionally_allowed_tenants.clone())
+                    .disable_instance_discovery(disable_instance_discovery)
+                    .http_options(http_options(&common)?);
+            if let Some(authority) = &common.authority {
+                builder = builder.authority(authority);
+            }
+            if let Some(persistence) = persistence(&common) {
+                builder = builder.cache_persistence_options(persistence);
+            }
+            builder = client_credential(builder, &client, &assertion)?;
+            let credential = builder.build().map_err(Failure::configuration)?;
+            let info = request(&credential, &common).await?;
+            (common, info)
+        }
+    };
+    print(&common, &info)
+}
+
+async fn request(
+    credential: &impl TokenCredential,
+    common: &CommonArgs,
+) -> Result<AccessTokenInfo, Failure> {
+    let scopes: Vec<&str> = common.scopes.iter().map(String::as_str).collect();
+    let options = TokenRequestOptions {
+        claims: common.claims.as_deref(),
+        tenant_id: common.request_tenant.as_deref(),
+        enable_cae: common.enable_cae,
+    };
+    credential
+        .get_token_info(&scopes, options)
+        .await
+        .map_err(|error| match error {
+            entra_identity::CredentialError::InvalidRequest(_) => Failure::configuration(error),
+            _ => Failure::authentication(error),
+        })
+}
+
+fn print(common: &CommonArgs, info: &AccessTokenInfo) -> Result<(), Failure> {
+    let token = info.token.expose_secret();
+    match common.output {
+        Output::Token => println!("{token}"),
+        Output::Header => println!("Authorization: {} {token}", info.token_type),
+        Output::Json => {
+            let tenant = common
+                .request_tenant
+                .as_deref()
+                .unwrap_or(&common.tenant_id);
+            let document = json!({
+                "accessToken": token,
+                "expiresOn": az_time(info.expires_on),
+                "expires_on": info.expires_on,
+                "tokenType": info.token_type,
+                "tenant": tenant,
+                "refreshOn": info.refresh_on.and_then(utc_text),
+            });
+            println!("{}", serde_json::to_string_pretty(&document)?);
+        }
+    }
+    Ok(())
+}
+
+/// `az account get-access-token`'s `expiresOn` format, in UTC.
+fn az_time(unix: i64) -> Option<String> {
+    let format =
+        time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second].000000");
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()?
+        .format(&format)
+        .ok()
+}
+
+/// A readable UTC time.
+pub(crate) fn utc_text(unix: i64) -> Option<String> {
+    let format =
+        time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second] UTC");
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()?
+        .format(&format)
+        .ok()
+}
+
+fn http_options(common: &CommonArgs) -> Result<HttpOptions, Failure> {
+    let mut options = HttpOptions::default();
+    if let Some(path) = &common.ca_file {
+        let pem = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the CA file {}", path.display()))
+            .map_err(Failure::configuration)?;
+        options = options.trust_pem(pem);
+    }
+    Ok(options)
+}
+
+fn persistence(common: &CommonArgs) -> Option<TokenCachePersistenceOptions> {
+    common.cache_name.as_ref().map(|name| {
+        TokenCachePersistenceOptions::new()
+            .with_name(name)
+            .with_allow_unencrypted_storage(common.allow_unencrypted_cache)
+    })
+}
+
+/// The assertion source the flags name, if any.
+fn assertion_source(
+    args: &AssertionArgs,
+) -> Result<Option<Box<dyn entra_identity::ClientAssertionSource>>, Failure> {
+    if let Some(command) = &args.assertion_command {
+        let command = Arc::new(command.clone());
+        let source = move || {
+            let command = command.clone();
+            async move { run_assertion_command(&command).await }
+        };
+        return Ok(Some(Box::new(source)));
+    }
+    Ok(args.assertion_file.as_ref().map(|path| {
+        Box::new(FileAssertion::new(path)) as Box<dyn entra_identity::ClientAssertionSource>
+    }))
+}
+
+async fn run_assertion_command(command: &str) -> Result<String, entra_identity::BoxError> {
+    let output = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .await
+        .map_err(|error| format!("cannot run the assertion command: {error}"))?;
+    if !output.status.success() {
+        return Err(format!("the assertion command failed with {}", output.status).into());
+    }
+    let assertion = String::from_utf8(output.stdout)
+        .map_err(|_| "the assertion command printed something that is not UTF-8")?;
+    let assertion = assertion.trim().to_owned();
+    if assertion.is_empty() {
+        return Err("the assertion command printed nothing".into());
+    }
+    Ok(assertion)
+}
+
+/// Exactly one client credential: a secret, a certificate or an assertion.
+fn client_credential(
+    builder: entra_identity::OnBehalfOfCredentialBuilder,
+    client: &ClientArgs,
+    assertion: &AssertionArgs,
+) -> Result<entra_identity::OnBehalfOfCredentialBuilder, Failure> {
+    let source = assertion_source(assertion)?;
+    let explicit_secret = client.client_secret_env.is_some();
+    let secret_variable = client
+        .client_secret_env
+        .as_deref()
+        .unwrap_or("AZURE_CLIENT_SECRET");
+    let secret = std::env::var(secret_variable)
+        .ok()
+        .filter(|value| !value.is_empty());
+    if explicit_secret && secret.is_none() {
+        return Err(Failure::configuration(anyhow!(
+            "the environment variable {secret_variable} holds no client secret"
+        )));
+    }
+    // AZURE_CLIENT_SECRET counts only when nothing else was asked for.
+    let secret =
+        secret.filter(|_| explicit_secret || (client.certificate.is_none() && source.is_none()));
+    let given = usize::from(secret.is_some())
+        + usize::from(client.certificate.is_some())
+        + usize::from(source.is_some());
+    if given > 1 {
+        return Err(Failure::configuration(anyhow!(
+            "give one client credential: a secret (--client-secret-env), a certificate \
+             (--certificate) or an assertion (--assertion-file, --assertion-command)"
+        )));
+    }
+    let builder = if let Some(secret) = secret {
+        builder.client_secret(secret)
+    } else if let Some(path) = &client.certificate {
+        let bytes = std::fs::read(path)
+            .with_context(|| format!("cannot read the certificate {}", path.display()))
+            .map_err(Failure::configuration)?;
+        let mut builder = builder
+            .client_certificate(bytes)
+            .send_certificate_chain(client.send_certificate_chain);
+        if let Ok(password) = std::env::var(&client.certificate_password_env) {
+            if !password.is_empty() {
+                builder = builder.password(password);
+            }
+        }
+        builder
+    } else if let Some(source) = source {
+        builder.client_assertion_func(BoxedSource(source))
+    } else {
+        return Err(Failure::configuration(anyhow!(
+            "a client credential is needed: --client-secret-env (or AZURE_CLIENT_SECRET), \
+             --certificate (or AZURE_CLIENT_CERTIFICATE_PATH), --assertion-file or \
+             --assertion-command"
+        )));
+    };
+    Ok(builder)
+}
+
+/// A boxed source is a source.
+struct BoxedSource(Box<dyn entra_identity::ClientAssertionSource>);
+
+impl entra_identity::ClientAssertionSource for BoxedSource {
+    fn client_assertion(&self) -> entra_identity::AssertionFuture<'_> {
+        self.0.client_assertion()
+    }
+}
+
+fn read_user_assertion(path: &str) -> Result<String, Failure> {
+    let text = if path == "-" {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("cannot read the user assertion from standard input")
+            .map_err(Failure::configuration)?;
+        text
+    } else {
+        std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the user assertion {path}"))
+            .map_err(Failure::configuration)?
+    };
+    Ok(text.trim().to_owned())
+}
