@@ -125,11 +125,8 @@ pub(crate) async fn run() -> Result<(), Failure> {
         millis(cae_time)
     );
     show_claims(cae.token.expose_secret(), &["xms_cc", "exp"])?;
-    let lifetime = Duration::from_secs(u64::try_from(cae.expires_on - now()).unwrap_or(0));
-    println!(
-        "   a CAE token lives longer: about {} hours\n",
-        lifetime.as_secs() / 3600
-    );
+    let hours = (cae.expires_on - now()) as f64 / 3600.0;
+    println!("   a CAE token lives longer: about {hours:.0} hours\n");
 
     println!("5. A request for a tenant the credential does not allow:");
     match obo

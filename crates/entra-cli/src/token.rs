@@ -357,10 +357,9 @@ fn client_credential(
         let mut builder = builder
             .client_certificate(bytes)
             .send_certificate_chain(client.send_certificate_chain);
-        if let Ok(password) = std::env::var(&client.certificate_password_env) {
-            if !password.is_empty() {
-                builder = builder.password(password);
-            }
+        let password = std::env::var(&client.certificate_password_env).ok();
+        if let Some(password) = password.filter(|password| !password.is_empty()) {
+            builder = builder.password(password);
         }
         builder
     } else if let Some(source) = source {
