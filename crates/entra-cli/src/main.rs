@@ -38,7 +38,7 @@ enum Command {
     /// Secrets are never taken as flag values: the client secret and certificate password are
     /// read from environment variables, assertions and user tokens from files or a command.
     #[command(subcommand)]
-    Token(token::TokenCommand),
+    Token(Box<token::TokenCommand>),
     /// Show a JWT's header and claims. The signature is NOT verified.
     Decode(decode::DecodeArgs),
     /// Run both credentials against an embedded emulator, offline, and explain what happens.
@@ -105,7 +105,7 @@ fn main() -> ExitCode {
     };
     let outcome = runtime.block_on(async {
         match cli.command {
-            Command::Token(command) => token::run(command).await,
+            Command::Token(command) => token::run(*command).await,
             Command::Decode(args) => decode::run(&args),
             Command::Demo => demo::run().await,
             Command::Emulator(args) => emulator::run(args).await,
