@@ -148,9 +148,9 @@ impl TokenCache {
         self.inner.partitions.get(key, &guard)?.fresh(scopes, now)
     }
 
-    /// As [`TokenCache::fresh`], going straight to the partition `hint` remembers when it is
-    /// still in the cache, which skips hashing the key. The hint learns the partition on the
-    /// first lookup that finds it.
+    /// As [`TokenCache::fresh`], going straight to the slot `hint` remembers when it holds
+    /// these scopes and is still in the cache, which skips hashing the key and searching the
+    /// partition. The hint learns the slot on a lookup that finds it.
     pub(crate) fn fresh_hinted(
         &self,
         hint: &PartitionHint,
@@ -159,18 +159,27 @@ impl TokenCache {
         now: i64,
     ) -> Option<AccessTokenInfo> {
         {
-            let remembered = hint.partition.load();
-            let live = remembered
-                .as_deref()
-                .filter(|p| !p.evicted.load(Ordering::Relaxed));
-            if let Some(partition) = live {
-                return partition.fresh(scopes, now);
+            let remembered = hint.slot.load();
+            let usable = remembered.as_deref().filter(|slot| {
+                !slot.evicted.load(Ordering::Relaxed) && scopes.equals(&slot.scopes)
+            });
+            if let Some(slot) = usable {
+                slot.touch(now);
+                return slot.serve(now);
             }
         }
         let guard = self.inner.partitions.guard();
         let partition = self.inner.partitions.get(key, &guard)?;
-        hint.partition.store(Some(partition.clone()));
-        partition.fresh(scopes, now)
+        let found = partition.fresh(scopes, now);
+        if let Some(slot) = partition
+            .slots
+            .load()
+            .iter()
+            .find(|slot| scopes.equals(&slot.scopes))
+        {
+            hint.slot.store(Some(slot.clone()));
+        }
+        found
     }
 
     /// The token for `scopes`: cached when fresh, else fetched once however many callers ask.
@@ -382,11 +391,7 @@ impl CacheInner {
                         .as_deref()
                         .is_none_or(|token| token.expires_on > now)
                 });
-                (
-                    live,
-                    partition.last_used.load(Ordering::Relaxed),
-                    key.clone(),
-                )
+                (live, partition.last_used(), key.clone())
             })
             .collect();
         // Dead partitions (false) sort first, then the oldest.
@@ -396,8 +401,10 @@ impl CacheInner {
                 break;
             }
             if let Some(partition) = self.partitions.remove(&key, &guard) {
-                partition.evicted.store(true, Ordering::Relaxed);
                 let slots = partition.slots.load();
+                for slot in slots.iter() {
+                    slot.evicted.store(true, Ordering::Relaxed);
+                }
                 self.slots.fetch_sub(slots.len(), Ordering::Relaxed);
                 let bytes = slots
                     .iter()
@@ -418,10 +425,10 @@ impl CacheInner {
     }
 }
 
-/// Remembers a credential's usual partition, so its cache hits skip the map.
+/// Remembers the slot of a credential's last cache hit, so its next hits skip the map.
 #[derive(Default)]
 pub(crate) struct PartitionHint {
-    partition: ArcSwapOption<Partition>,
+    slot: ArcSwapOption<Slot>,
 }
 
 impl std::fmt::Debug for PartitionHint {
@@ -468,8 +475,6 @@ pub(crate) fn refresh_status(
 }
 
 pub(crate) struct Partition {
-    /// Set when eviction removes the partition, so hints stop using it.
-    evicted: AtomicBool,
     slots: ArcSwap<Vec<Arc<Slot>>>,
     grow: Mutex<()>,
     last_used: AtomicI64,
@@ -483,29 +488,27 @@ impl Partition {
     fn fresh(&self, scopes: &SortedScopes<'_>, now: i64) -> Option<AccessTokenInfo> {
         self.touch(now);
         let slots = self.slots.load();
-        let serve = |slot: &Slot| {
-            let token = slot.token.load();
-            let token = token.as_deref()?;
-            let last_attempt = slot.last_attempt.load(Ordering::Relaxed);
-            matches!(
-                refresh_status(Some(token), now, last_attempt),
-                Refresh::NotNeeded
-            )
-            .then(|| token.clone())
-        };
         if let Some(slot) = slots.iter().find(|slot| scopes.equals(&slot.scopes)) {
-            return serve(slot);
+            return slot.serve(now);
         }
         // A token for more scopes serves fewer, while it needs no refresh of its own.
         slots
             .iter()
             .filter(|slot| scopes.is_subset_of(&slot.scopes))
-            .find_map(|slot| serve(slot))
+            .find_map(|slot| slot.serve(now))
+    }
+
+    /// When the partition or any of its slots was last used.
+    fn last_used(&self) -> i64 {
+        let slots = self.slots.load();
+        slots
+            .iter()
+            .map(|slot| slot.last_used.load(Ordering::Relaxed))
+            .fold(self.last_used.load(Ordering::Relaxed), i64::max)
     }
 
     fn new(now: i64) -> Self {
         Self {
-            evicted: AtomicBool::new(false),
             slots: ArcSwap::from_pointee(Vec::new()),
             grow: Mutex::new(()),
             last_used: AtomicI64::new(now),
@@ -523,17 +526,42 @@ impl Partition {
     }
 }
 
-struct Slot {
+pub(crate) struct Slot {
     scopes: Box<[Box<str>]>,
     token: ArcSwapOption<AccessTokenInfo>,
     last_attempt: AtomicI64,
     inflight: Mutex<Option<WeakShared<SharedRequest>>>,
     bytes: AtomicUsize,
+    /// Set when eviction removes the slot's partition, so hints stop using it.
+    evicted: AtomicBool,
+    last_used: AtomicI64,
 }
 
 impl Slot {
+    /// The token if it needs no refresh.
+    fn serve(&self, now: i64) -> Option<AccessTokenInfo> {
+        let token = self.token.load();
+        let token = token.as_deref()?;
+        let last_attempt = self.last_attempt.load(Ordering::Relaxed);
+        matches!(
+            refresh_status(Some(token), now, last_attempt),
+            Refresh::NotNeeded
+        )
+        .then(|| token.clone())
+    }
+
+    /// Records use; writes only when the second changed, so concurrent readers do not fight
+    /// over the cache line.
+    fn touch(&self, now: i64) {
+        if self.last_used.load(Ordering::Relaxed) != now {
+            self.last_used.store(now, Ordering::Relaxed);
+        }
+    }
+
     fn new(scopes: Box<[Box<str>]>) -> Self {
         Self {
+            evicted: AtomicBool::new(false),
+            last_used: AtomicI64::new(i64::MIN),
             scopes,
             token: ArcSwapOption::empty(),
             last_attempt: AtomicI64::new(i64::MIN),
@@ -988,6 +1016,59 @@ mod tests {
             );
         }
         assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn hints_follow_their_slot_and_let_go_after_eviction() {
+        let cache = TokenCache::with_capacity(3);
+        let calls = Arc::new(AtomicUsize::new(0));
+        let hint = PartitionHint::default();
+        let scopes = SortedScopes::new(&["s"]);
+        let now = 1_000_000;
+        let fetch = fetch_returning(&calls, "A", now + 3600);
+        cache
+            .get_or_fetch(&key("t"), &scopes, now, false, fetch)
+            .await
+            .expect("A");
+        // The first hinted lookup learns the slot, the second uses it.
+        for _ in 0..2 {
+            let token = cache
+                .fresh_hinted(&hint, &key("t"), &scopes, now)
+                .expect("hit");
+            assert_eq!(token.token.expose_secret(), "A");
+        }
+        assert!(
+            cache
+                .fresh_hinted(&hint, &key("t"), &SortedScopes::new(&["other"]), now)
+                .is_none()
+        );
+        // Push "t" out, then fill it again: the hint must not serve the evicted slot.
+        for (i, tenant) in ["u", "v", "w", "x"].iter().enumerate() {
+            let at = now + 10 + i as i64;
+            let fetch = fetch_returning(&calls, "U", at + 3600);
+            cache
+                .get_or_fetch(&key(tenant), &scopes, at, false, fetch)
+                .await
+                .expect("U");
+        }
+        assert!(
+            cache.fresh(&key("t"), &scopes, now + 20).is_none(),
+            "t was evicted"
+        );
+        assert!(
+            cache
+                .fresh_hinted(&hint, &key("t"), &scopes, now + 20)
+                .is_none()
+        );
+        let fetch = fetch_returning(&calls, "B", now + 3600);
+        cache
+            .get_or_fetch(&key("t"), &scopes, now + 21, false, fetch)
+            .await
+            .expect("B");
+        let token = cache
+            .fresh_hinted(&hint, &key("t"), &scopes, now + 21)
+            .expect("hit");
+        assert_eq!(token.token.expose_secret(), "B");
     }
 
     #[tokio::test]
