@@ -38,7 +38,11 @@ pub(crate) fn run(args: &DecodeArgs) -> Result<(), Failure> {
 
 /// The header and claims of a compact JWT.
 pub(crate) fn decode(token: &str) -> anyhow::Result<(Value, Value)> {
+    // Accept what `entra token --output header` prints, too.
     let token = token.trim();
+    let token = token
+        .strip_prefix("Authorization:")
+        .map_or(token, str::trim_start);
     let token = token.strip_prefix("Bearer ").unwrap_or(token);
     let parts: Vec<&str> = token.split('.').collect();
     if parts.len() != 3 {
@@ -85,6 +89,7 @@ mod tests {
             encode(r#"{"exp":0,"sub":"x"}"#)
         );
         let (header, claims) = decode(&format!("Bearer {token}\n")).expect("decoded");
+        assert!(decode(&format!("Authorization: Bearer {token}")).is_ok());
         assert_eq!(header["alg"], "RS256");
         assert_eq!(annotate(claims)["exp (UTC)"], "1970-01-01 00:00:00 UTC");
         assert!(decode("a.b").is_err());

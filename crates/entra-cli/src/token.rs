@@ -91,13 +91,13 @@ pub(crate) struct CommonArgs {
 /// Client assertions from a file or a command.
 #[derive(Debug, clap::Args)]
 pub(crate) struct AssertionArgs {
-    /// A file holding the client assertion, read again for every request.
-    #[arg(
-        long,
-        env = "AZURE_FEDERATED_TOKEN_FILE",
-        hide_env_values = true,
-        value_name = "FILE"
-    )]
+    /// A file holding the client assertion, read again for every request. Without this flag
+    /// or --assertion-command, AZURE_FEDERATED_TOKEN_FILE names the file (for on-behalf-of,
+    /// only when no other client credential is given).
+    // Not `env`: clap would count the variable as the flag, so that --assertion-command,
+    // --certificate or --client-secret-env would conflict with it wherever it is set (every
+    // workload identity pod).
+    #[arg(long, value_name = "FILE")]
     assertion_file: Option<PathBuf>,
     /// A command (run by `sh -c`) whose standard output is the client assertion.
     #[arg(long, value_name = "COMMAND", conflicts_with = "assertion_file")]
@@ -127,10 +127,13 @@ pub(crate) struct ClientArgs {
     )]
     certificate_password_env: String,
     /// Send the certificate chain (x5c) for subject name/issuer authentication.
+    // The variable as azure-identity reads it, `true` or `1` (any case); empty, `false`, `0`,
+    // `no`, `off` are false rather than a usage error.
     #[arg(
         long,
         env = "AZURE_CLIENT_SEND_CERTIFICATE_CHAIN",
-        hide_env_values = true
+        hide_env_values = true,
+        value_parser = clap::builder::FalseyValueParser::new()
     )]
     send_certificate_chain: bool,
 }
@@ -145,12 +148,14 @@ enum Output {
 pub(crate) async fn run(command: TokenCommand) -> Result<(), Failure> {
     let (common, info) = match command {
         TokenCommand::ClientAssertion { common, assertion } => {
-            let source = assertion_source(&assertion)?.ok_or_else(|| {
-                Failure::configuration(anyhow!(
-                    "a client assertion is needed: --assertion-file, --assertion-command or \
-                     AZURE_FEDERATED_TOKEN_FILE"
-                ))
-            })?;
+            let source = assertion_source(&assertion)?
+                .or_else(federated_token_file)
+                .ok_or_else(|| {
+                    Failure::configuration(anyhow!(
+                        "a client assertion is needed: --assertion-file, --assertion-command or \
+                         AZURE_FEDERATED_TOKEN_FILE"
+                    ))
+                })?;
             let mut builder = ClientAssertionCredential::builder(
                 &common.tenant_id,
                 &common.client_id,
@@ -316,32 +321,47 @@ async fn run_assertion_command(command: &str) -> Result<String, entra_identity::
     Ok(assertion)
 }
 
+/// The file AZURE_FEDERATED_TOKEN_FILE names, when set.
+fn federated_token_file() -> Option<Box<dyn entra_identity::ClientAssertionSource>> {
+    std::env::var_os("AZURE_FEDERATED_TOKEN_FILE")
+        .filter(|path| !path.is_empty())
+        .map(|path| {
+            Box::new(FileAssertion::new(PathBuf::from(path)))
+                as Box<dyn entra_identity::ClientAssertionSource>
+        })
+}
+
+/// An environment variable's value, unless unset or empty.
+fn non_empty_var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|value| !value.is_empty())
+}
+
 /// Exactly one client credential: a secret, a certificate or an assertion.
 fn client_credential(
     builder: entra_identity::OnBehalfOfCredentialBuilder,
     client: &ClientArgs,
     assertion: &AssertionArgs,
 ) -> Result<entra_identity::OnBehalfOfCredentialBuilder, Failure> {
-    let source = assertion_source(assertion)?;
-    let explicit_secret = client.client_secret_env.is_some();
-    let secret_variable = client
-        .client_secret_env
-        .as_deref()
-        .unwrap_or("AZURE_CLIENT_SECRET");
-    let secret = std::env::var(secret_variable)
-        .ok()
-        .filter(|value| !value.is_empty());
-    if explicit_secret && secret.is_none() {
-        return Err(Failure::configuration(anyhow!(
-            "the environment variable {secret_variable} holds no client secret"
-        )));
-    }
-    // AZURE_CLIENT_SECRET counts only when nothing else was asked for.
-    let secret =
-        secret.filter(|_| explicit_secret || (client.certificate.is_none() && source.is_none()));
+    let mut source = assertion_source(assertion)?;
+    let mut secret = match client.client_secret_env.as_deref() {
+        Some(variable) => Some(non_empty_var(variable).ok_or_else(|| {
+            Failure::configuration(anyhow!(
+                "the environment variable {variable} holds no client secret"
+            ))
+        })?),
+        None => None,
+    };
     let given = usize::from(secret.is_some())
         + usize::from(client.certificate.is_some())
         + usize::from(source.is_some());
+    // AZURE_FEDERATED_TOKEN_FILE, then AZURE_CLIENT_SECRET, count only when nothing else
+    // was asked for.
+    if given == 0 {
+        source = federated_token_file();
+        if source.is_none() {
+            secret = non_empty_var("AZURE_CLIENT_SECRET");
+        }
+    }
     if given > 1 {
         return Err(Failure::configuration(anyhow!(
             "give one client credential: a secret (--client-secret-env), a certificate \
@@ -367,8 +387,8 @@ fn client_credential(
     } else {
         return Err(Failure::configuration(anyhow!(
             "a client credential is needed: --client-secret-env (or AZURE_CLIENT_SECRET), \
-             --certificate (or AZURE_CLIENT_CERTIFICATE_PATH), --assertion-file or \
-             --assertion-command"
+             --certificate (or AZURE_CLIENT_CERTIFICATE_PATH), --assertion-file (or \
+             AZURE_FEDERATED_TOKEN_FILE) or --assertion-command"
         )));
     };
     Ok(builder)

@@ -138,10 +138,7 @@ impl Harness {
     }
 
     fn secret(&self, value: &str) -> String {
-        self.secrets
-            .lock()
-            .expect("secrets")
-            .push(value.to_owned());
+        self.secrets.lock().expect("secrets").push(value.to_owned());
         value.to_owned()
     }
 
@@ -312,10 +309,10 @@ fn client_assertion_from_files_commands_flags_and_environment() {
     );
     let token = run.access_token();
     assert_eq!(run.json()["tenant"], TENANT);
-    let claims = claims(&token);
-    assert_eq!(claims["tid"], TENANT);
-    assert_eq!(claims["appid"], WORKLOAD);
-    assert_eq!(claims["aud"], "api://downstream");
+    let issued = claims(&token);
+    assert_eq!(issued["tid"], TENANT);
+    assert_eq!(issued["appid"], WORKLOAD);
+    assert_eq!(issued["aud"], "api://downstream");
     let request = h.last_token_request();
     assert_eq!(request.path, format!("/{TENANT}/oauth2/v2.0/token"));
     assert_eq!(request.form["grant_type"], "client_credentials");
@@ -344,7 +341,30 @@ fn client_assertion_from_files_commands_flags_and_environment() {
             .arg(format!("cat '{}'", command_file.display())),
     );
     assert_eq!(claims(&run.access_token())["appid"], WORKLOAD);
-    assert_eq!(h.last_token_request().client_auth.as_deref(), Some("federated"));
+    assert_eq!(
+        h.last_token_request().client_auth.as_deref(),
+        Some("federated")
+    );
+    // ... and wins over AZURE_FEDERATED_TOKEN_FILE, set in every workload identity pod.
+    let run = h.run(
+        h.token("client-assertion")
+            .args(["--tenant-id", TENANT, "--client-id", WORKLOAD])
+            .args(["--scope", APP_SCOPE, "--authority", h.url()])
+            .arg("--assertion-command")
+            .arg(format!("cat '{}'", command_file.display()))
+            .env("AZURE_FEDERATED_TOKEN_FILE", h.dir.path().join("missing")),
+    );
+    assert_eq!(claims(&run.access_token())["appid"], WORKLOAD);
+    // Both flags: a usage error.
+    h.run(
+        h.token("client-assertion")
+            .args(["--tenant-id", TENANT, "--client-id", WORKLOAD])
+            .args(["--scope", APP_SCOPE, "--authority", h.url()])
+            .arg("--assertion-file")
+            .arg(&assertion_file)
+            .args(["--assertion-command", "true"]),
+    )
+    .code(2);
 
     // A failing command is an authentication failure naming the command's status.
     let run = h.run(
@@ -384,7 +404,10 @@ fn client_assertion_from_files_commands_flags_and_environment() {
             .args(["--scope", APP_SCOPE, "--authority", h.url()]),
     );
     run.code(4);
-    assert!(run.stderr.contains("AZURE_FEDERATED_TOKEN_FILE"), "{run:#?}");
+    assert!(
+        run.stderr.contains("AZURE_FEDERATED_TOKEN_FILE"),
+        "{run:#?}"
+    );
     // Nor a tenant: clap's usage error, proving nothing leaked in from this environment.
     h.run(
         h.token("client-assertion")
@@ -422,10 +445,21 @@ fn output_formats_and_decode() {
             .as_secs(),
     )
     .expect("now");
-    assert!(expires_on > now + 600 && expires_on <= now + 86_400, "{json}");
-    assert_eq!(claims(&token)["exp"], expires_on);
+    assert!(
+        expires_on > now + 600 && expires_on <= now + 86_400,
+        "{json}"
+    );
+    let exp = claims(&token)["exp"].as_i64().expect("exp");
+    assert!(
+        (exp - expires_on).abs() <= 5,
+        "exp {exp}, expires_on {expires_on}"
+    );
     let expires_text = json["expiresOn"].as_str().expect("expiresOn");
-    assert_eq!(expires_text.len(), "2025-01-01 00:00:00.000000".len(), "{json}");
+    assert_eq!(
+        expires_text.len(),
+        "2025-01-01 00:00:00.000000".len(),
+        "{json}"
+    );
     assert!(expires_text.ends_with(".000000"), "{json}");
     assert_eq!(json["tokenType"], "Bearer");
     assert_eq!(json["tenant"], TENANT);
@@ -482,7 +516,13 @@ fn output_formats_and_decode() {
     check(&h.run(entra().args(["decode", &token])));
     check(&h.run(entra().args(["decode", &format!("Bearer {bare}")])));
     check(&h.run(entra().arg("decode").write_stdin(format!("{token}\n"))));
-    check(&h.run(entra().args(["decode", "-"]).write_stdin(run.stdout.clone())));
+    check(
+        &h.run(
+            entra()
+                .args(["decode", "-"])
+                .write_stdin(format!("{bare}\n")),
+        ),
+    );
     let run = h.run(entra().args(["decode", "not-a-jwt"]));
     run.code(4);
     assert!(run.stderr.contains("not a JWT"), "{run:#?}");
@@ -496,10 +536,10 @@ fn on_behalf_of_with_secrets_and_user_assertions() {
 
     // AZURE_CLIENT_SECRET, the user's token from a file.
     let run = h.run(h.obo(API, &user_file).env("AZURE_CLIENT_SECRET", SECRET));
-    let claims_ = claims(&run.access_token());
-    assert_eq!(claims_["oid"], USER_OID);
-    assert_eq!(claims_["azp"], API);
-    assert_eq!(claims_["scp"], "Data.Read");
+    let issued = claims(&run.access_token());
+    assert_eq!(issued["oid"], USER_OID);
+    assert_eq!(issued["azp"], API);
+    assert_eq!(issued["scp"], "Data.Read");
     let request = h.last_token_request();
     assert_eq!(request.client_auth.as_deref(), Some("client_secret"));
     assert_eq!(request.form["requested_token_use"], "on_behalf_of");
@@ -513,6 +553,7 @@ fn on_behalf_of_with_secrets_and_user_assertions() {
             .args(["--client-secret-env", "OTHER_VAR"])
             .env("OTHER_VAR", SECRET)
             .env("AZURE_CLIENT_SECRET", WRONG_SECRET)
+            .env("AZURE_FEDERATED_TOKEN_FILE", h.dir.path().join("missing"))
             .write_stdin(format!("{user_assertion}\n")),
     );
     assert_eq!(claims(&run.access_token())["oid"], USER_OID);
@@ -531,13 +572,19 @@ fn on_behalf_of_with_secrets_and_user_assertions() {
             .env("AZURE_CLIENT_ID", API)
             .env("AZURE_AUTHORITY_HOST", h.url())
             .env("AZURE_CLIENT_SECRET", SECRET)
-            .write_stdin(user_assertion.clone()),
+            .write_stdin(user_assertion),
     );
     run.ok();
-    assert!(run.stdout.starts_with("Authorization: Bearer ey"), "{run:#?}");
+    assert!(
+        run.stdout.starts_with("Authorization: Bearer ey"),
+        "{run:#?}"
+    );
 
     // A wrong secret: Entra's refusal, exit status 3.
-    let run = h.run(h.obo(API, &user_file).env("AZURE_CLIENT_SECRET", WRONG_SECRET));
+    let run = h.run(
+        h.obo(API, &user_file)
+            .env("AZURE_CLIENT_SECRET", WRONG_SECRET),
+    );
     run.code(3);
     assert!(run.stderr.contains("AADSTS7000215"), "{run:#?}");
     assert!(run.stdout.is_empty(), "{run:#?}");
@@ -598,14 +645,15 @@ fn on_behalf_of_with_certificates() {
         Some("certificate PS256 x5t#S256")
     );
 
-    // PKCS#12 with the password in AZURE_CLIENT_CERTIFICATE_PASSWORD; AZURE_CLIENT_SECRET is
-    // ignored once a certificate is given.
+    // PKCS#12 with the password in AZURE_CLIENT_CERTIFICATE_PASSWORD; AZURE_CLIENT_SECRET and
+    // AZURE_FEDERATED_TOKEN_FILE are ignored once a certificate is given.
     let run = h.run(
         h.obo(API, &user_file)
             .arg("--certificate")
             .arg(&pfx)
             .env("AZURE_CLIENT_CERTIFICATE_PASSWORD", PFX_PASSWORD)
-            .env("AZURE_CLIENT_SECRET", WRONG_SECRET),
+            .env("AZURE_CLIENT_SECRET", WRONG_SECRET)
+            .env("AZURE_FEDERATED_TOKEN_FILE", h.dir.path().join("missing")),
     );
     assert_eq!(claims(&run.access_token())["oid"], USER_OID);
     assert!(
@@ -642,8 +690,15 @@ fn on_behalf_of_with_certificates() {
             .arg(h.dir.path().join("missing.pem")),
     );
     run.code(4);
-    assert!(run.stderr.contains("cannot read the certificate"), "{run:#?}");
-    assert_eq!(h.token_requests().len(), 3, "no request for a broken configuration");
+    assert!(
+        run.stderr.contains("cannot read the certificate"),
+        "{run:#?}"
+    );
+    assert_eq!(
+        h.token_requests().len(),
+        3,
+        "no request for a broken configuration"
+    );
 
     // Subject name/issuer authentication needs the chain (x5c).
     let sni = h.certificate(SNI_API);
@@ -661,14 +716,25 @@ fn on_behalf_of_with_certificates() {
     assert_eq!(claims(&run.access_token())["azp"], SNI_API);
     let auth = h.last_token_request().client_auth.expect("client_auth");
     assert!(auth.contains("x5c"), "{auth}");
-    let run = h.run(
-        h.obo(SNI_API, &sni_user)
-            .env("AZURE_CLIENT_CERTIFICATE_PATH", &sni_pem)
-            .env("AZURE_CLIENT_SEND_CERTIFICATE_CHAIN", "true"),
-    );
-    assert_eq!(claims(&run.access_token())["azp"], SNI_API);
-    let auth = h.last_token_request().client_auth.expect("client_auth");
-    assert!(auth.contains("x5c"), "{auth}");
+    for value in ["true", "1", "TRUE"] {
+        let run = h.run(
+            h.obo(SNI_API, &sni_user)
+                .env("AZURE_CLIENT_CERTIFICATE_PATH", &sni_pem)
+                .env("AZURE_CLIENT_SEND_CERTIFICATE_CHAIN", value),
+        );
+        assert_eq!(claims(&run.access_token())["azp"], SNI_API);
+        let auth = h.last_token_request().client_auth.expect("client_auth");
+        assert!(auth.contains("x5c"), "{value}: {auth}");
+    }
+    for value in ["false", "0", ""] {
+        let run = h.run(
+            h.obo(SNI_API, &sni_user)
+                .env("AZURE_CLIENT_CERTIFICATE_PATH", &sni_pem)
+                .env("AZURE_CLIENT_SEND_CERTIFICATE_CHAIN", value),
+        );
+        run.code(3);
+        assert!(run.stderr.contains("AADSTS700027"), "{value}: {run:#?}");
+    }
 }
 
 #[test]
@@ -700,14 +766,10 @@ fn tenants_cae_and_claims() {
     );
 
     // ... and by AZURE_ADDITIONALLY_ALLOWED_TENANTS, `;`-separated.
-    let run = h.run(
-        command()
-            .args(["--request-tenant", THIRD_TENANT])
-            .env(
-                "AZURE_ADDITIONALLY_ALLOWED_TENANTS",
-                format!("{SECOND_TENANT};{THIRD_TENANT}"),
-            ),
-    );
+    let run = h.run(command().args(["--request-tenant", THIRD_TENANT]).env(
+        "AZURE_ADDITIONALLY_ALLOWED_TENANTS",
+        format!("{SECOND_TENANT};{THIRD_TENANT}"),
+    ));
     assert_eq!(claims(&run.access_token())["tid"], THIRD_TENANT);
     assert_eq!(run.json()["tenant"], THIRD_TENANT);
     let run = h.run(
@@ -719,13 +781,13 @@ fn tenants_cae_and_claims() {
     let requests = h.token_requests().len();
 
     // A tenant not allowed: refused before any request, exit status 3.
-    for mut refused in [
-        command(),
-        command().args(["--additionally-allowed-tenant", SECOND_TENANT]).clone(),
-        command()
-            .env("AZURE_ADDITIONALLY_ALLOWED_TENANTS", SECOND_TENANT)
-            .clone(),
-    ] {
+    for case in 0..3 {
+        let mut refused = command();
+        match case {
+            0 => &mut refused,
+            1 => refused.args(["--additionally-allowed-tenant", SECOND_TENANT]),
+            _ => refused.env("AZURE_ADDITIONALLY_ALLOWED_TENANTS", SECOND_TENANT),
+        };
         let run = h.run(refused.args(["--request-tenant", THIRD_TENANT]));
         run.code(3);
         assert!(
@@ -762,10 +824,10 @@ fn tenants_cae_and_claims() {
             .env("AZURE_ADDITIONALLY_ALLOWED_TENANTS", SECOND_TENANT)
             .env("AZURE_CLIENT_SECRET", SECRET),
     );
-    let claims_ = claims(&run.access_token());
-    assert_eq!(claims_["tid"], SECOND_TENANT);
-    assert_eq!(claims_["oid"], GUEST_OID);
-    assert_eq!(claims_["xms_cc"], serde_json::json!(["CP1"]));
+    let issued = claims(&run.access_token());
+    assert_eq!(issued["tid"], SECOND_TENANT);
+    assert_eq!(issued["oid"], GUEST_OID);
+    assert_eq!(issued["xms_cc"], serde_json::json!(["CP1"]));
     let run = h.run(
         h.obo(API, &guest)
             .args(["--request-tenant", THIRD_TENANT])
@@ -799,14 +861,13 @@ fn usage_and_configuration_errors() {
 
     // An http:// authority, from a flag or from AZURE_AUTHORITY_HOST.
     let insecure = h.url().replace("https://", "http://");
-    for mut command in [
-        h.token("client-assertion")
-            .args(["--authority", &insecure])
-            .clone(),
-        h.token("client-assertion")
-            .env("AZURE_AUTHORITY_HOST", &insecure)
-            .clone(),
-    ] {
+    for from_flag in [true, false] {
+        let mut command = h.token("client-assertion");
+        if from_flag {
+            command.args(["--authority", &insecure]);
+        } else {
+            command.env("AZURE_AUTHORITY_HOST", &insecure);
+        }
         let run = h.run(
             command
                 .args(["--tenant-id", TENANT, "--client-id", WORKLOAD])
@@ -876,6 +937,7 @@ fn secrets_stay_out_of_debug_logs() {
     for run in &runs {
         // `Harness::run` checked the secrets; the token is in stdout once, never in the log.
         run.access_token();
+        assert!(run.stderr.contains("TRACE"), "{run:#?}");
     }
     let run = h.run(
         h.obo(API, &user_file)
