@@ -183,7 +183,7 @@ fn thousands(value: usize) -> String {
     let digits = value.to_string();
     let mut out = String::new();
     for (index, digit) in digits.chars().enumerate() {
-        if index > 0 && (digits.len() - index) % 3 == 0 {
+        if index > 0 && (digits.len() - index).is_multiple_of(3) {
             out.push(',');
         }
         out.push(digit);
@@ -230,10 +230,13 @@ struct Lookup {
 
 struct Lookups {
     size: usize,
-    users_sampled: usize,
     existing: Lookup,
+    /// The same number of users, the oldest ones (allocated together, early): the control
+    /// for memory locality, since their entries sit as close together at every size.
+    existing_oldest: Lookup,
     hot: Lookup,
     credential_for: Lookup,
+    credential_for_oldest: Lookup,
 }
 
 /// Exchanges the assertions `range` for tokens, `FILL_CONCURRENCY` at a time, each through a
@@ -261,12 +264,12 @@ fn fill(bench: &mut Bench, range: Range<usize>) -> Stage {
                 .buffer_unordered(FILL_CONCURRENCY)
                 .collect::<Vec<_>>()
                 .await;
-            results.iter().fold((0, 0), |(bytes, failures), result| {
-                match result {
+            results
+                .iter()
+                .fold((0, 0), |(bytes, failures), result| match result {
                     Ok(length) => (bytes + length, failures),
                     Err(_) => (bytes, failures + 1),
-                }
-            })
+                })
         });
     });
     Stage {
@@ -307,13 +310,9 @@ fn time_calls(mut call: impl FnMut(usize)) -> Lookup {
     }
 }
 
-/// Cache hits with `size` users cached, over up to `LOOKUP_SAMPLE` of them spread evenly.
-fn lookups(bench: &Bench, size: usize) -> Lookups {
-    let sampled = size.min(LOOKUP_SAMPLE);
-    let sample: Vec<&str> = (0..sampled)
-        .map(|n| bench.assertions[n * size / sampled].as_str())
-        .collect();
-    let credentials: Vec<OnBehalfOfCredential> = sample
+/// Credentials for `assertions`, each with its token fetched once (a cache hit).
+fn warm_credentials(bench: &Bench, assertions: &[&str]) -> Vec<OnBehalfOfCredential> {
+    assertions
         .iter()
         .map(|assertion| {
             let credential = bench
@@ -323,26 +322,48 @@ fn lookups(bench: &Bench, size: usize) -> Lookups {
             poll_now(get(&credential)).expect("a cached token");
             credential
         })
+        .collect()
+}
+
+/// Cache hits with `size` users cached, over up to `LOOKUP_SAMPLE` of them spread evenly, and
+/// over as many of the oldest.
+fn lookups(bench: &Bench, size: usize) -> Lookups {
+    let sampled = size.min(LOOKUP_SAMPLE);
+    let spread: Vec<&str> = (0..sampled)
+        .map(|n| bench.assertions[n * size / sampled].as_str())
+        .collect();
+    let oldest: Vec<&str> = bench.assertions[..sampled]
+        .iter()
+        .map(String::as_str)
         .collect();
     let hit = |credential: &OnBehalfOfCredential| {
         let token = poll_now(get(credential)).expect("a cached token");
         std::hint::black_box(token);
     };
-    let existing = time_calls(|i| hit(&credentials[i % credentials.len()]));
-    let hot = time_calls(|_| hit(&credentials[0]));
-    let credential_for = time_calls(|i| {
-        let credential = bench
-            .application
-            .credential_for(sample[i % sample.len()])
-            .expect("credential");
-        hit(&credential);
-    });
+    let cycle = |credentials: &[OnBehalfOfCredential]| {
+        time_calls(|i| hit(&credentials[i % credentials.len()]))
+    };
+    let via_application = |assertions: &[&str]| {
+        time_calls(|i| {
+            let credential = bench
+                .application
+                .credential_for(assertions[i % assertions.len()])
+                .expect("credential");
+            hit(&credential);
+        })
+    };
+    let spread_credentials = warm_credentials(bench, &spread);
+    let existing = cycle(&spread_credentials);
+    let hot = time_calls(|_| hit(&spread_credentials[0]));
+    drop(spread_credentials);
+    let existing_oldest = cycle(&warm_credentials(bench, &oldest));
     Lookups {
         size,
-        users_sampled: sampled,
         existing,
+        existing_oldest,
         hot,
-        credential_for,
+        credential_for: via_application(&spread),
+        credential_for_oldest: via_application(&oldest),
     }
 }
 
@@ -607,7 +628,8 @@ struct Python {
 }
 
 fn python(bench: &mut Bench) -> Result<Python, String> {
-    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/interop/.venv/bin/python");
+    let venv =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/interop/.venv/bin/python");
     if !venv.is_file() {
         return Err(format!(
             "skipped: no {} (create it with `bash tests/interop/run.sh`)",
@@ -664,7 +686,10 @@ fn python(bench: &mut Bench) -> Result<Python, String> {
     }
     let out: serde_json::Value = serde_json::from_slice(&output.stdout)
         .map_err(|error| format!("failed: unreadable output ({error})"))?;
-    if out["blocked"].as_array().is_some_and(|blocked| !blocked.is_empty()) {
+    if out["blocked"]
+        .as_array()
+        .is_some_and(|blocked| !blocked.is_empty())
+    {
         return Err(format!(
             "failed: non-loopback access attempted: {}",
             out["blocked"]
@@ -677,23 +702,25 @@ fn python(bench: &mut Bench) -> Result<Python, String> {
                 .map(|row| Duration::from_secs_f64(row[index].as_f64().unwrap_or(f64::NAN)))
                 .collect()
         };
-        let (construct, first, second) = (column(0), column(1), column(2));
+        let (mut construct, mut first, mut second) = (column(0), column(1), column(2));
         let mut total: Vec<Duration> = construct.iter().zip(&first).map(|(a, b)| *a + *b).collect();
         PythonRun {
-            construct: median(&mut construct.clone()),
-            first: median(&mut first.clone()),
+            construct: median(&mut construct),
+            first: median(&mut first),
             construct_and_first: median(&mut total),
-            second: median(&mut second.clone()),
-            second_cached: rows.iter().filter(|row| row[3].as_bool() == Some(true)).count(),
+            second: median(&mut second),
+            second_cached: rows
+                .iter()
+                .filter(|row| row[3].as_bool() == Some(true))
+                .count(),
             users: rows.len(),
             requests_per_user: 0.0,
         }
     };
     let mut sync = run("sync");
     let mut asynchronous = run("async");
-    let requests = |name: &str, users: usize| {
-        out[name].as_f64().unwrap_or(f64::NAN) / users.max(1) as f64
-    };
+    let requests =
+        |name: &str, users: usize| out[name].as_f64().unwrap_or(f64::NAN) / users.max(1) as f64;
     sync.requests_per_user = requests("sync_requests", sync.users);
     asynchronous.requests_per_user = requests("async_requests", asynchronous.users);
     Ok(Python {
@@ -758,12 +785,13 @@ fn main() {
         filled = size;
         hits.push(lookups(&bench, size));
     }
+    let cache_after_fill = (bench.cache.bytes(), bench.cache.len());
     let first = first_tokens(&mut bench);
     let signing = signing(&bench);
     eprintln!("running Python azure-identity ...");
     let python = python(&mut bench);
 
-    print_memory(&stages, &first, &bench);
+    print_memory(&stages, &first, cache_after_fill);
     print_lookups(&hits);
     print_first(&first);
     print_signing(&signing);
@@ -786,7 +814,7 @@ fn row(metric: &str, value: &str, note: &str) {
     println!("  {metric:<52} {value:>14}  {note}");
 }
 
-fn print_memory(stages: &[Stage], first: &FirstTokens, bench: &Bench) {
+fn print_memory(stages: &[Stage], first: &FirstTokens, (cache_bytes, cache_len): (usize, usize)) {
     let users: usize = stages.iter().map(Stage::users).sum();
     let wall: Duration = stages.iter().map(|stage| stage.wall).sum();
     let mint: Duration = stages.iter().map(|stage| stage.mint).sum();
@@ -806,7 +834,12 @@ fn print_memory(stages: &[Stage], first: &FirstTokens, bench: &Bench) {
     );
     println!(
         "  {:<24} {:>12} {:>14} {:>12} {:>12} {:>14}",
-        "stage (cached users)", "users added", "heap growth", "bytes/user", "allocs/user", "estimate/user"
+        "stage (cached users)",
+        "users added",
+        "heap growth",
+        "bytes/user",
+        "allocs/user",
+        "estimate/user"
     );
     for stage in stages {
         let users = stage.users() as f64;
@@ -820,6 +853,9 @@ fn print_memory(stages: &[Stage], first: &FirstTokens, bench: &Bench) {
             stage.estimate_bytes as f64 / users,
         );
     }
+    println!(
+        "  (the first stages also build the HTTP client, open the pool, validate the authority)"
+    );
     // The headline leaves out the first 1,000 users: they also open the connection pool.
     let measured: Vec<&Stage> = stages.iter().filter(|stage| stage.from >= 1_000).collect();
     let measured_users: usize = measured.iter().map(|stage| stage.users()).sum();
@@ -839,7 +875,10 @@ fn print_memory(stages: &[Stage], first: &FirstTokens, bench: &Bench) {
     row(
         "heap bytes per cached user (raw)",
         &format!("{per_user:.0} B"),
-        &format!("{:.2} allocations per user", allocations as f64 / measured_users as f64),
+        &format!(
+            "{:.2} allocations per user",
+            allocations as f64 / measured_users as f64
+        ),
     );
     row(
         "average access token length",
@@ -865,8 +904,8 @@ fn print_memory(stages: &[Stage], first: &FirstTokens, bench: &Bench) {
         &format!(
             "{:.2}x the measured heap; cache total {} B for {} entries",
             estimate_per_user / per_user,
-            thousands(bench.cache.bytes()),
-            thousands(bench.cache.len())
+            thousands(cache_bytes),
+            thousands(cache_len)
         ),
     );
     row(
@@ -883,29 +922,32 @@ fn print_memory(stages: &[Stage], first: &FirstTokens, bench: &Bench) {
 }
 
 fn print_lookups(hits: &[Lookups]) {
-    println!("2. cache-hit get_token (median ns per call, batches of {LOOKUP_BATCH_CALLS}; allocations per call)");
     println!(
-        "  {:<14} {:>9} {:>24} {:>20} {:>30}",
+        "2. cache-hit get_token: median ns per call (batches of {LOOKUP_BATCH_CALLS}), cycling over min(users, {LOOKUP_SAMPLE}) cached users"
+    );
+    println!(
+        "  {:<14} {:>16} {:>16} {:>12} {:>18} {:>18}",
+        "", "existing cred.", "existing cred.", "one hot", "credential_for", "credential_for"
+    );
+    println!(
+        "  {:<14} {:>16} {:>16} {:>12} {:>18} {:>18}",
         "cached users",
-        "sampled",
-        "existing credential",
-        "one hot credential",
-        "credential_for + get_token"
+        "spread users",
+        "oldest users",
+        "credential",
+        "+ get_token spread",
+        "+ get_token oldest"
     );
     for hit in hits {
-        let cell = |lookup: &Lookup| {
-            format!(
-                "{:.0} ns / {:.1} ({:.0} B)",
-                lookup.ns_per_call, lookup.allocations_per_call, lookup.bytes_per_call
-            )
-        };
+        let ns = |lookup: &Lookup| format!("{:.0} ns", lookup.ns_per_call);
         println!(
-            "  {:<14} {:>9} {:>24} {:>20} {:>30}",
+            "  {:<14} {:>16} {:>16} {:>12} {:>18} {:>18}",
             thousands(hit.size),
-            thousands(hit.users_sampled),
-            cell(&hit.existing),
-            format!("{:.0} ns / {:.1}", hit.hot.ns_per_call, hit.hot.allocations_per_call),
-            cell(&hit.credential_for),
+            ns(&hit.existing),
+            ns(&hit.existing_oldest),
+            ns(&hit.hot),
+            ns(&hit.credential_for),
+            ns(&hit.credential_for_oldest),
         );
     }
     let spread = |pick: fn(&Lookups) -> f64| {
@@ -913,13 +955,29 @@ fn print_lookups(hits: &[Lookups]) {
         let (low, high) = values
             .iter()
             .fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
-        high / low
+        format!("{:.2}x", high / low)
     };
     println!(
-        "  max/min from 1,000 to 100,000 users: existing {:.2}x, credential_for {:.2}x\n",
+        "  max/min over 1,000..100,000 users: {:>9} {:>16} {:>12} {:>18} {:>18}",
         spread(|hit| hit.existing.ns_per_call),
-        spread(|hit| hit.credential_for.ns_per_call)
+        spread(|hit| hit.existing_oldest.ns_per_call),
+        spread(|hit| hit.hot.ns_per_call),
+        spread(|hit| hit.credential_for.ns_per_call),
+        spread(|hit| hit.credential_for_oldest.ns_per_call),
     );
+    if let Some(last) = hits.last() {
+        let allocations = |lookup: &Lookup| {
+            format!(
+                "{:.1} ({:.0} B)",
+                lookup.allocations_per_call, lookup.bytes_per_call
+            )
+        };
+        println!(
+            "  heap allocations per call: existing credential {}, credential_for + get_token {}\n",
+            allocations(&last.existing),
+            allocations(&last.credential_for)
+        );
+    }
 }
 
 fn print_first(first: &FirstTokens) {
@@ -978,7 +1036,10 @@ fn print_signing(signing: &Signing) {
     );
     row(
         "ratio fresh / reused",
-        &format!("{:.0}x", signing.fresh_time.as_nanos() as f64 / signing.reused_ns),
+        &format!(
+            "{:.0}x",
+            signing.fresh_time.as_nanos() as f64 / signing.reused_ns
+        ),
         "",
     );
     println!();
@@ -992,90 +1053,75 @@ fn print_python(python: &Result<Python, String>, first: &FirstTokens, hits: &[Lo
             return;
         }
     };
-    let ours_first = median(&mut first.ours.clone());
     let Some(largest) = hits.last() else {
         return;
     };
-    let ours_hit = Duration::from_nanos(largest.existing.ns_per_call as u64);
-    let ours_for_hit = Duration::from_nanos(largest.credential_for.ns_per_call as u64);
+    let ours_first = median(&mut first.ours.clone());
+    let ours_hit = largest.existing.ns_per_call * 1e-9;
+    let ours_for_hit = largest.credential_for.ns_per_call * 1e-9;
     println!(
-        "5. Python azure-identity {} OnBehalfOfCredential, a new credential per user (median of {PYTHON_USERS} users)",
+        "5. Python azure-identity {} OnBehalfOfCredential, a new credential per user (median of {PYTHON_USERS} users each)",
         python.version
     );
-    println!(
-        "  {:<44} {:>14} {:>14} {:>14}",
-        "", "sync (MSAL)", "async (aiohttp)", "entra-identity"
-    );
-    let line = |metric: &str, pick: fn(&PythonRun) -> String, ours: String| {
-        println!(
-            "  {:<44} {:>14} {:>14} {:>14}",
-            metric,
-            pick(&python.sync),
-            pick(&python.asynchronous),
-            ours
-        );
+    let line = |metric: &str, sync: String, asynchronous: String, ours: String| {
+        println!("  {metric:<46} {sync:>14} {asynchronous:>16} {ours:>16}");
     };
-    line("construct the credential", |run| ms(run.construct), "-".to_owned());
-    line("first get_token", |run| ms(run.first), "-".to_owned());
+    let both = |metric: &str, pick: &dyn Fn(&PythonRun) -> String, ours: String| {
+        line(metric, pick(&python.sync), pick(&python.asynchronous), ours);
+    };
     line(
+        "",
+        "sync (MSAL)".to_owned(),
+        "async (aiohttp)".to_owned(),
+        "entra-identity".to_owned(),
+    );
+    both(
+        "construct the credential",
+        &|run| ms(run.construct),
+        "-".to_owned(),
+    );
+    both("first get_token", &|run| ms(run.first), "-".to_owned());
+    both(
         "construct + first get_token",
-        |run| ms(run.construct_and_first),
+        &|run| ms(run.construct_and_first),
         ms(ours_first),
     );
-    line(
+    both(
         "  ratio to entra-identity",
-        |_| String::new(),
+        &|run| {
+            format!(
+                "{:.1}x",
+                run.construct_and_first.as_secs_f64() / ours_first.as_secs_f64()
+            )
+        },
+        String::new(),
+    );
+    both(
+        "HTTP requests per user",
+        &|run| format!("{:.2}", run.requests_per_user),
+        "1.00".to_owned(),
+    );
+    both(
+        "second get_token (same credential)",
+        &|run| us(run.second),
+        format!("{:.0} ns", largest.existing.ns_per_call),
+    );
+    both(
+        "  the cached token came back",
+        &|run| format!("{}/{}", run.second_cached, run.users),
+        "always".to_owned(),
+    );
+    both(
+        "  ratio to our existing credential (100k)",
+        &|run| format!("{:.0}x", run.second.as_secs_f64() / ours_hit),
+        String::new(),
+    );
+    both(
+        "  ratio to our credential_for + get_token",
+        &|run| format!("{:.0}x", run.second.as_secs_f64() / ours_for_hit),
         String::new(),
     );
     println!(
-        "  {:<44} {:>14} {:>14}",
-        "",
-        format!(
-            "{:.1}x",
-            python.sync.construct_and_first.as_secs_f64() / ours_first.as_secs_f64()
-        ),
-        format!(
-            "{:.1}x",
-            python.asynchronous.construct_and_first.as_secs_f64() / ours_first.as_secs_f64()
-        ),
-    );
-    line(
-        "HTTP requests per user",
-        |run| format!("{:.2}", run.requests_per_user),
-        "1.00".to_owned(),
-    );
-    line(
-        "second get_token (same credential)",
-        |run| us(run.second),
-        format!("{:.0} ns", largest.existing.ns_per_call),
-    );
-    line(
-        "  second call returned the cached token",
-        |run| format!("{}/{}", run.second_cached, run.users),
-        "yes".to_owned(),
-    );
-    println!(
-        "  {:<44} {:>14} {:>14}",
-        "  ratio to entra-identity (existing credential)",
-        format!("{:.0}x", python.sync.second.as_secs_f64() / ours_hit.as_secs_f64()),
-        format!(
-            "{:.0}x",
-            python.asynchronous.second.as_secs_f64() / ours_hit.as_secs_f64()
-        ),
-    );
-    println!(
-        "  {:<44} {:>14} {:>14}",
-        "  ratio to credential_for + get_token",
-        format!(
-            "{:.0}x",
-            python.sync.second.as_secs_f64() / ours_for_hit.as_secs_f64()
-        ),
-        format!(
-            "{:.0}x",
-            python.asynchronous.second.as_secs_f64() / ours_for_hit.as_secs_f64()
-        ),
-    );
-    println!(
-        "  (Python's per-credential cache dies with the credential: the next request of the same\n   user builds a new credential and exchanges again; ours finds the user in the shared cache)"
+        "  (a Python credential's cache dies with it: the same user's next request builds a new\n   credential and exchanges again; ours finds the user in the application's shared cache)"
     );
 }
