@@ -14,7 +14,7 @@
 use std::future::Future;
 use std::hash::{Hash, Hasher};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
@@ -22,7 +22,7 @@ use futures_util::FutureExt as _;
 use futures_util::future::WeakShared;
 
 use crate::error::CredentialError;
-use crate::secret::RefreshToken;
+use crate::secret::{AccessTokenSecret, RefreshToken};
 use crate::token::AccessTokenInfo;
 
 /// A token is refreshed proactively when it expires within this many seconds.
@@ -148,38 +148,53 @@ impl TokenCache {
         self.inner.partitions.get(key, &guard)?.fresh(scopes, now)
     }
 
-    /// As [`TokenCache::fresh`], going straight to the slot `hint` remembers when it holds
-    /// these scopes and is still in the cache, which skips hashing the key and searching the
-    /// partition. The hint learns the slot on a lookup that finds it.
+    /// As [`TokenCache::fresh`] for a credential's own partition (its configured tenant).
+    ///
+    /// First this thread's recent hits: an entry there answers with no shared write and no
+    /// lock, checked against the slot's version so a replaced or evicted token is never
+    /// served. Then the slot the credential's `hints` remember, skipping the map; then the map.
     pub(crate) fn fresh_hinted(
         &self,
-        hint: &PartitionHint,
+        hints: &Arc<Hints>,
         key: &PartitionKeyRef<'_>,
         scopes: &SortedScopes<'_>,
         now: i64,
     ) -> Option<AccessTokenInfo> {
-        {
-            let remembered = hint.slot.load();
-            let usable = remembered.as_deref().filter(|slot| {
-                !slot.evicted.load(Ordering::Relaxed) && scopes.equals(&slot.scopes)
-            });
-            if let Some(slot) = usable {
-                slot.touch(now);
-                return slot.serve(now);
+        if let Some(token) = hot_lookup(hints, key.cae, scopes, now) {
+            return Some(token);
+        }
+        let hint = &hints[usize::from(key.cae)];
+        let remembered = hint
+            .slot
+            .load_full()
+            .filter(|slot| !slot.evicted.load(Ordering::Relaxed) && scopes.equals(&slot.scopes));
+        let slot = match remembered {
+            Some(slot) => slot,
+            None => {
+                let guard = self.inner.partitions.guard();
+                let partition = self.inner.partitions.get(key, &guard)?;
+                let exact = partition
+                    .slots
+                    .load()
+                    .iter()
+                    .find(|slot| scopes.equals(&slot.scopes))
+                    .cloned();
+                let Some(slot) = exact else {
+                    // Only a token for more scopes can answer: no slot to remember.
+                    return partition.fresh(scopes, now);
+                };
+                partition.touch(now);
+                hint.slot.store(Some(slot.clone()));
+                slot
             }
-        }
-        let guard = self.inner.partitions.guard();
-        let partition = self.inner.partitions.get(key, &guard)?;
-        let found = partition.fresh(scopes, now);
-        if let Some(slot) = partition
-            .slots
-            .load()
-            .iter()
-            .find(|slot| scopes.equals(&slot.scopes))
-        {
-            hint.slot.store(Some(slot.clone()));
-        }
-        found
+        };
+        // The version is read before the token, so a token stored meanwhile makes the hot
+        // entry look stale, never the other way round.
+        let version = slot.version.load(Ordering::Acquire);
+        slot.touch(now);
+        let token = slot.serve(now)?;
+        hot_record(hints, key.cae, slot, version, &token);
+        Some(token)
     }
 
     /// The token for `scopes`: cached when fresh, else fetched once however many callers ask.
@@ -361,6 +376,7 @@ impl CacheInner {
         let previous = slot.bytes.swap(size, Ordering::Relaxed);
         self.account(size, previous);
         slot.token.store(Some(Arc::new(fetched.info.clone())));
+        slot.version.fetch_add(1, Ordering::Release);
         if self.bytes.load(Ordering::Relaxed) > self.max_bytes {
             self.evict(now);
         }
@@ -424,6 +440,116 @@ impl CacheInner {
         }
     }
 }
+
+/// How many tokens each thread keeps its own copy of.
+const THREAD_COPIES: usize = 16;
+
+std::thread_local! {
+    /// This thread's copies of the tokens it served lately, by the address of the cached
+    /// token (kept alive by the entry, so the address cannot be reused meanwhile).
+    static THREAD_TOKENS: std::cell::RefCell<Vec<(Arc<AccessTokenInfo>, AccessTokenSecret)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The token's secret, as a copy owned by this thread.
+///
+/// Every clone of one `Arc` touches the same reference count, and on a cache hit from two
+/// cores that one cache line bounces between them. Handing each thread its own copy, made
+/// once, keeps hits from different threads apart: the hit path then writes only to memory
+/// its own thread owns.
+fn thread_copy(token: &Arc<AccessTokenInfo>) -> AccessTokenSecret {
+    THREAD_TOKENS.with(|copies| {
+        let mut copies = copies.borrow_mut();
+        if let Some((_, copy)) = copies.iter().find(|(cached, _)| Arc::ptr_eq(cached, token)) {
+            return copy.clone();
+        }
+        let copy = AccessTokenSecret::new(token.token.expose_secret());
+        if copies.len() == THREAD_COPIES {
+            copies.remove(0);
+        }
+        copies.push((token.clone(), copy.clone()));
+        copy
+    })
+}
+
+/// How many recent hits each thread remembers.
+const HOT_ENTRIES: usize = 16;
+
+/// A recent hit of this thread.
+struct HotEntry {
+    /// The credential's hints; a weak reference keeps the address from being reused by
+    /// another credential while the entry exists.
+    owner: std::sync::Weak<Hints>,
+    cae: bool,
+    slot: Arc<Slot>,
+    version: u64,
+    token: AccessTokenInfo,
+}
+
+std::thread_local! {
+    static HOT: std::cell::RefCell<Vec<HotEntry>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+fn hot_lookup(
+    hints: &Arc<Hints>,
+    cae: bool,
+    scopes: &SortedScopes<'_>,
+    now: i64,
+) -> Option<AccessTokenInfo> {
+    let owner = Arc::as_ptr(hints);
+    HOT.with(|hot| {
+        let hot = hot.borrow();
+        let entry = hot.iter().find(|entry| {
+            entry.cae == cae
+                && std::ptr::eq(entry.owner.as_ptr(), owner)
+                && scopes.equals(&entry.slot.scopes)
+        })?;
+        let slot = &entry.slot;
+        if slot.evicted.load(Ordering::Relaxed)
+            || slot.version.load(Ordering::Acquire) != entry.version
+        {
+            return None;
+        }
+        let last_attempt = slot.last_attempt.load(Ordering::Relaxed);
+        if refresh_status(Some(&entry.token), now, last_attempt) != Refresh::NotNeeded {
+            return None;
+        }
+        slot.touch(now);
+        Some(entry.token.clone())
+    })
+}
+
+fn hot_record(
+    hints: &Arc<Hints>,
+    cae: bool,
+    slot: Arc<Slot>,
+    version: u64,
+    token: &AccessTokenInfo,
+) {
+    let owner = Arc::as_ptr(hints);
+    HOT.with(|hot| {
+        let mut hot = hot.borrow_mut();
+        hot.retain(|entry| {
+            !(entry.cae == cae
+                && std::ptr::eq(entry.owner.as_ptr(), owner)
+                && Arc::ptr_eq(&entry.slot, &slot))
+                && entry.owner.strong_count() > 0
+        });
+        if hot.len() >= HOT_ENTRIES {
+            hot.remove(0);
+        }
+        hot.push(HotEntry {
+            owner: Arc::downgrade(hints),
+            cae,
+            slot,
+            version,
+            token: token.clone(),
+        });
+    });
+}
+
+/// A credential's hints: the slot of its last hit, for plain and for CAE tokens.
+pub(crate) type Hints = [PartitionHint; 2];
 
 /// Remembers the slot of a credential's last cache hit, so its next hits skip the map.
 #[derive(Default)]
@@ -535,19 +661,25 @@ pub(crate) struct Slot {
     /// Set when eviction removes the slot's partition, so hints stop using it.
     evicted: AtomicBool,
     last_used: AtomicI64,
+    /// Bumped whenever the token changes, so thread-local copies know they are stale.
+    version: AtomicU64,
 }
 
 impl Slot {
     /// The token if it needs no refresh.
     fn serve(&self, now: i64) -> Option<AccessTokenInfo> {
         let token = self.token.load();
-        let token = token.as_deref()?;
+        let token = token.as_ref()?;
         let last_attempt = self.last_attempt.load(Ordering::Relaxed);
-        matches!(
-            refresh_status(Some(token), now, last_attempt),
-            Refresh::NotNeeded
-        )
-        .then(|| token.clone())
+        if refresh_status(Some(token), now, last_attempt) != Refresh::NotNeeded {
+            return None;
+        }
+        Some(AccessTokenInfo {
+            token: thread_copy(token),
+            expires_on: token.expires_on,
+            token_type: token.token_type.clone(),
+            refresh_on: token.refresh_on,
+        })
     }
 
     /// Records use; writes only when the second changed, so concurrent readers do not fight
@@ -562,6 +694,7 @@ impl Slot {
         Self {
             evicted: AtomicBool::new(false),
             last_used: AtomicI64::new(i64::MIN),
+            version: AtomicU64::new(0),
             scopes,
             token: ArcSwapOption::empty(),
             last_attempt: AtomicI64::new(i64::MIN),
@@ -628,9 +761,11 @@ impl papaya::Equivalent<PartitionKey> for PartitionKeyRef<'_> {
     }
 }
 
-/// Requested scopes, sorted and without duplicates; up to eight live on the stack.
+/// Requested scopes, sorted and without duplicates: the caller's own slice when it already
+/// is (one scope always is), else a copy, on the stack for up to eight.
 #[derive(Debug)]
 pub(crate) struct SortedScopes<'a> {
+    borrowed: &'a [&'a str],
     inline: [&'a str; INLINE_SCOPES],
     heap: Vec<&'a str>,
     len: usize,
@@ -639,7 +774,15 @@ pub(crate) struct SortedScopes<'a> {
 const INLINE_SCOPES: usize = 8;
 
 impl<'a> SortedScopes<'a> {
-    pub(crate) fn new(scopes: &[&'a str]) -> Self {
+    pub(crate) fn new(scopes: &'a [&'a str]) -> Self {
+        if scopes.windows(2).all(|pair| pair[0] < pair[1]) {
+            return Self {
+                borrowed: scopes,
+                inline: [""; INLINE_SCOPES],
+                heap: Vec::new(),
+                len: 0,
+            };
+        }
         if scopes.len() <= INLINE_SCOPES {
             let mut inline = [""; INLINE_SCOPES];
             inline[..scopes.len()].copy_from_slice(scopes);
@@ -647,6 +790,7 @@ impl<'a> SortedScopes<'a> {
             sorted.sort_unstable();
             let len = dedup_sorted(sorted);
             Self {
+                borrowed: &[],
                 inline,
                 heap: Vec::new(),
                 len,
@@ -657,6 +801,7 @@ impl<'a> SortedScopes<'a> {
             heap.dedup();
             let len = heap.len();
             Self {
+                borrowed: &[],
                 inline: [""; INLINE_SCOPES],
                 heap,
                 len,
@@ -665,7 +810,9 @@ impl<'a> SortedScopes<'a> {
     }
 
     pub(crate) fn as_slice(&self) -> &[&'a str] {
-        if self.heap.is_empty() {
+        if !self.borrowed.is_empty() {
+            self.borrowed
+        } else if self.heap.is_empty() {
             &self.inline[..self.len]
         } else {
             &self.heap
@@ -1022,7 +1169,7 @@ mod tests {
     async fn hints_follow_their_slot_and_let_go_after_eviction() {
         let cache = TokenCache::with_capacity(3);
         let calls = Arc::new(AtomicUsize::new(0));
-        let hint = PartitionHint::default();
+        let hint: Arc<Hints> = Arc::default();
         let scopes = SortedScopes::new(&["s"]);
         let now = 1_000_000;
         let fetch = fetch_returning(&calls, "A", now + 3600);

@@ -4,9 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::authority::{AZURE_AUTHORITY_HOST, Authority, TenantId};
-use crate::cache::{
-    FetchFuture, Fetched, PartitionHint, PartitionKeyRef, SortedScopes, TokenCache,
-};
+use crate::cache::{FetchFuture, Fetched, Hints, PartitionKeyRef, SortedScopes, TokenCache};
 use crate::environment::{Clock, Environment, ProcessEnvironment, SystemClock};
 use crate::error::{BuildError, CredentialError};
 use crate::http::{HttpClient, HttpOptions};
@@ -122,7 +120,7 @@ impl Core {
         scopes: &[&str],
         options: TokenRequestOptions<'_>,
         user: Option<&[u8; 32]>,
-        hints: &[PartitionHint; 2],
+        hints: &Arc<Hints>,
     ) -> Result<Lookup, CredentialError> {
         if self.closed.load(Ordering::Relaxed) {
             return Err(CredentialError::unavailable(format!(
@@ -146,9 +144,11 @@ impl Core {
             };
             let sorted = SortedScopes::new(scopes);
             let now = self.clock.now();
-            let cached = if tenant == self.tenants.default_tenant().as_str() {
-                let hint = &hints[usize::from(options.enable_cae)];
-                self.cache.fresh_hinted(hint, &key, &sorted, now)
+            let default = self.tenants.default_tenant().as_str();
+            // `resolve` hands back the configured tenant itself: compare addresses first.
+            let is_default = std::ptr::eq(tenant, default) || tenant == default;
+            let cached = if is_default {
+                self.cache.fresh_hinted(hints, &key, &sorted, now)
             } else {
                 self.cache.fresh(&key, &sorted, now)
             };

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 /// Tells the time in whole seconds since the Unix epoch.
 pub trait Clock: Send + Sync + fmt::Debug {
@@ -17,11 +17,34 @@ pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now(&self) -> i64 {
-        // The coarse real-time clock: milliseconds of precision are plenty for token expiry,
-        // and reading it costs a few nanoseconds on the cache-hit path.
-        let since_epoch = coarsetime::Clock::now_since_epoch().as_secs();
-        i64::try_from(since_epoch).unwrap_or(i64::MAX)
+        calibrated_now()
     }
+}
+
+/// Seconds between recalibrations of the fast clock against the real-time clock.
+const RECALIBRATE_SECS: u64 = 60;
+
+static CALIBRATED_UNIX: AtomicI64 = AtomicI64::new(0);
+static CALIBRATED_MONOTONIC: AtomicU64 = AtomicU64::new(u64::MAX);
+
+/// The real time, in seconds, read cheaply: the coarse monotonic clock (a few nanoseconds,
+/// and no shared write) plus an offset measured against the real-time clock once a minute.
+/// Token expiry is counted in seconds, so the coarse clock's milliseconds do not matter.
+fn calibrated_now() -> i64 {
+    let monotonic = coarsetime::Instant::now_without_cache_update().as_ticks() >> 32;
+    let base = CALIBRATED_MONOTONIC.load(Ordering::Relaxed);
+    if base != u64::MAX && monotonic.wrapping_sub(base) < RECALIBRATE_SECS {
+        return CALIBRATED_UNIX.load(Ordering::Relaxed) + (monotonic - base) as i64;
+    }
+    let unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0);
+    // Two threads recalibrating at once store two measurements of the same two clocks; any
+    // mix of them is off by the clocks' drift over a minute at most.
+    CALIBRATED_UNIX.store(unix, Ordering::Relaxed);
+    CALIBRATED_MONOTONIC.store(monotonic, Ordering::Relaxed);
+    unix
 }
 
 /// A clock that moves only when told to: for tests of expiry and refresh.

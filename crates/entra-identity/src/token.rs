@@ -98,22 +98,40 @@ pub trait TokenCredential: Send + Sync {
 }
 
 /// The future of our credentials' token requests: ready at once on a cache hit (small, no
-/// allocation), boxed only when a request must be made.
-pub(crate) enum TokenFuture {
-    Ready(Option<Result<AccessTokenInfo, CredentialError>>),
-    Pending(Pin<Box<dyn Future<Output = Result<AccessTokenInfo, CredentialError>> + Send>>),
+/// allocation; an error is boxed to keep the ready case small), boxed only when a request
+/// must be made.
+pub(crate) enum TokenFuture<T> {
+    Ready(Option<Result<T, Box<CredentialError>>>),
+    Pending(Pin<Box<dyn Future<Output = Result<T, CredentialError>> + Send>>),
 }
 
-impl Future for TokenFuture {
-    type Output = Result<AccessTokenInfo, CredentialError>;
+impl TokenFuture<AccessTokenInfo> {
+    pub(crate) fn ready(outcome: Result<AccessTokenInfo, CredentialError>) -> Self {
+        Self::Ready(Some(outcome.map_err(Box::new)))
+    }
+
+    /// The same request, answering with an [`AccessToken`].
+    pub(crate) fn into_access_token(self) -> TokenFuture<AccessToken> {
+        match self {
+            Self::Ready(outcome) => TokenFuture::Ready(outcome.map(|o| o.map(AccessToken::from))),
+            Self::Pending(future) => {
+                TokenFuture::Pending(Box::pin(async move { future.await.map(AccessToken::from) }))
+            }
+        }
+    }
+}
+
+impl<T: Unpin> Future for TokenFuture<T> {
+    type Output = Result<T, CredentialError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.get_mut() {
-            Self::Ready(outcome) => Poll::Ready(outcome.take().unwrap_or_else(|| {
-                Err(CredentialError::InvalidRequest(
+            Self::Ready(outcome) => Poll::Ready(match outcome.take() {
+                Some(outcome) => outcome.map_err(|error| *error),
+                None => Err(CredentialError::InvalidRequest(
                     "token future polled after completion".into(),
-                ))
-            })),
+                )),
+            }),
             Self::Pending(future) => future.as_mut().poll(cx),
         }
     }

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use crate::assertion::ClientAssertionSource;
-use crate::cache::{FetchFuture, Fetched, PartitionHint};
+use crate::cache::{FetchFuture, Fetched, Hints};
 use crate::core::{CommonOptions, Core, Lookup, OwnedRequest};
 use crate::credential::common_builder_methods;
 use crate::error::{BuildError, ClientAuthenticationError, CredentialError, FailureKind};
@@ -43,7 +43,7 @@ struct Inner {
     core: Core,
     source: Box<dyn ClientAssertionSource>,
     /// This credential's usual partitions (plain and CAE), for cache hits without hashing.
-    hints: [PartitionHint; 2],
+    hints: Arc<Hints>,
 }
 
 impl fmt::Debug for ClientAssertionCredential {
@@ -130,19 +130,20 @@ impl ClientAssertionCredential {
     }
 }
 
-impl TokenCredential for ClientAssertionCredential {
-    fn get_token_info(
+impl ClientAssertionCredential {
+    /// A token request: answered at once from the cache when it can be.
+    fn token_future(
         &self,
         scopes: &[&str],
         options: TokenRequestOptions<'_>,
-    ) -> impl Future<Output = Result<AccessTokenInfo, CredentialError>> + Send {
+    ) -> TokenFuture<AccessTokenInfo> {
         match self
             .inner
             .core
             .lookup(scopes, options, None, &self.inner.hints)
         {
-            Ok(Lookup::Hit(token)) => TokenFuture::Ready(Some(Ok(token))),
-            Err(error) => TokenFuture::Ready(Some(Err(error))),
+            Ok(Lookup::Hit(token)) => TokenFuture::ready(Ok(token)),
+            Err(error) => TokenFuture::ready(Err(error)),
             Ok(Lookup::Miss(request)) => {
                 let inner = self.inner.clone();
                 TokenFuture::Pending(Box::pin(async move {
@@ -151,6 +152,31 @@ impl TokenCredential for ClientAssertionCredential {
                 }))
             }
         }
+    }
+}
+
+impl TokenCredential for ClientAssertionCredential {
+    fn get_token<'a>(
+        &'a self,
+        scopes: &'a [&'a str],
+        claims: Option<&'a str>,
+        tenant_id: Option<&'a str>,
+        enable_cae: bool,
+    ) -> impl Future<Output = Result<crate::AccessToken, CredentialError>> + Send + 'a {
+        let options = TokenRequestOptions {
+            claims,
+            tenant_id,
+            enable_cae,
+        };
+        self.token_future(scopes, options).into_access_token()
+    }
+
+    fn get_token_info(
+        &self,
+        scopes: &[&str],
+        options: TokenRequestOptions<'_>,
+    ) -> impl Future<Output = Result<AccessTokenInfo, CredentialError>> + Send {
+        self.token_future(scopes, options)
     }
 
     async fn close(&self) {
@@ -194,7 +220,7 @@ impl ClientAssertionCredentialBuilder {
             inner: Arc::new(Inner {
                 core,
                 source: self.source,
-                hints: Default::default(),
+                hints: Arc::default(),
             }),
         })
     }

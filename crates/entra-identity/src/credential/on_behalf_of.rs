@@ -10,7 +10,7 @@ use sha2::Digest as _;
 use zeroize::Zeroizing;
 
 use crate::assertion::ClientAssertionSource;
-use crate::cache::{FetchFuture, Fetched, PartitionHint, PartitionKeyRef};
+use crate::cache::{FetchFuture, Fetched, Hints, PartitionKeyRef};
 use crate::certificate::{CertificateSigner, ClientCertificate};
 use crate::core::{CommonOptions, Core, Lookup, OwnedRequest};
 use crate::credential::common_builder_methods;
@@ -53,7 +53,7 @@ pub struct OnBehalfOfCredential {
     /// Closing one user's credential leaves the application and the other users alone.
     closed: Arc<AtomicBool>,
     /// This user's partitions (plain and CAE), for cache hits without hashing.
-    hints: Arc<[PartitionHint; 2]>,
+    hints: Arc<Hints>,
 }
 
 /// One middle-tier application serving many users: hands out an [`OnBehalfOfCredential`] per
@@ -190,21 +190,22 @@ impl OnBehalfOfCredential {
     }
 }
 
-impl TokenCredential for OnBehalfOfCredential {
-    fn get_token_info(
+impl OnBehalfOfCredential {
+    /// A token request: answered at once from the cache when it can be.
+    fn token_future(
         &self,
         scopes: &[&str],
         options: TokenRequestOptions<'_>,
-    ) -> impl Future<Output = Result<AccessTokenInfo, CredentialError>> + Send {
+    ) -> TokenFuture<AccessTokenInfo> {
         if self.closed.load(Ordering::Relaxed) {
-            return TokenFuture::Ready(Some(Err(CredentialError::unavailable(
+            return TokenFuture::ready(Err(CredentialError::unavailable(
                 "OnBehalfOfCredential has been closed and can no longer request tokens",
-            ))));
+            )));
         }
         let core = &self.application.inner.core;
         match core.lookup(scopes, options, Some(&self.user_key), &self.hints) {
-            Ok(Lookup::Hit(token)) => TokenFuture::Ready(Some(Ok(token))),
-            Err(error) => TokenFuture::Ready(Some(Err(error))),
+            Ok(Lookup::Hit(token)) => TokenFuture::ready(Ok(token)),
+            Err(error) => TokenFuture::ready(Err(error)),
             Ok(Lookup::Miss(request)) => {
                 let fetch = self.fetcher(&request);
                 let inner = self.application.inner.clone();
@@ -214,6 +215,31 @@ impl TokenCredential for OnBehalfOfCredential {
                 }))
             }
         }
+    }
+}
+
+impl TokenCredential for OnBehalfOfCredential {
+    fn get_token<'a>(
+        &'a self,
+        scopes: &'a [&'a str],
+        claims: Option<&'a str>,
+        tenant_id: Option<&'a str>,
+        enable_cae: bool,
+    ) -> impl Future<Output = Result<crate::AccessToken, CredentialError>> + Send + 'a {
+        let options = TokenRequestOptions {
+            claims,
+            tenant_id,
+            enable_cae,
+        };
+        self.token_future(scopes, options).into_access_token()
+    }
+
+    fn get_token_info(
+        &self,
+        scopes: &[&str],
+        options: TokenRequestOptions<'_>,
+    ) -> impl Future<Output = Result<AccessTokenInfo, CredentialError>> + Send {
+        self.token_future(scopes, options)
     }
 
     async fn close(&self) {
