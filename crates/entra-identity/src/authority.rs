@@ -77,6 +77,13 @@ impl Authority {
         rest.split('/').next().unwrap_or(rest)
     }
 
+    /// The host name alone, lower-case, without a port: what MSAL's cache calls the
+    /// environment.
+    pub fn hostname(&self) -> &str {
+        let host = self.host();
+        host.rsplit_once(':').map_or(host, |(name, _)| name)
+    }
+
     /// `{authority}/{tenant}/oauth2/v2.0/token`. The tenant must have been validated.
     pub(crate) fn token_endpoint(&self, tenant: &TenantId) -> String {
         format!("{}/{}/oauth2/v2.0/token", self.url, tenant.as_str())

@@ -5,10 +5,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::authority::{AZURE_AUTHORITY_HOST, Authority, TenantId};
 use crate::cache::{FetchFuture, Fetched, Hints, PartitionKeyRef, SortedScopes, TokenCache};
+use crate::cache::{Refresh, refresh_status};
 use crate::environment::{Clock, Environment, ProcessEnvironment, SystemClock};
 use crate::error::{BuildError, CredentialError};
 use crate::http::{HttpClient, HttpOptions};
-use crate::persistence::TokenCachePersistenceOptions;
+use crate::msal_file::{CachedAccessToken, EntryScope};
+use crate::persistence::{Persistence, TokenCachePersistenceOptions};
 use crate::protocol::{TokenResponse, parse_token_response};
 use crate::secret::RefreshToken;
 use crate::tenant::{AZURE_IDENTITY_DISABLE_MULTITENANTAUTH, TenantPolicy};
@@ -55,6 +57,7 @@ pub(crate) struct Core {
     pub(crate) http: HttpClient,
     pub(crate) cache: TokenCache,
     pub(crate) clock: Arc<dyn Clock>,
+    persistence: Option<Persistence>,
     closed: AtomicBool,
 }
 
@@ -86,12 +89,10 @@ impl Core {
             .var(AZURE_IDENTITY_DISABLE_MULTITENANTAUTH)
             .is_some_and(|value| !value.is_empty());
         let http = HttpClient::shared(&options.http, environment.as_ref())?;
-        if let Some(persistence) = &options.cache_persistence_options {
-            tracing::warn!(
-                name = persistence.name(),
-                "{name}: persistent token caching is not available yet; tokens are cached in memory"
-            );
-        }
+        let persistence = match &options.cache_persistence_options {
+            Some(persistence) => Some(Persistence::open(persistence, environment.as_ref())?),
+            None => None,
+        };
         Ok(Self {
             name,
             app_key: Arc::from(format!("{}|{}", authority.as_str(), client_id)),
@@ -105,6 +106,7 @@ impl Core {
             http,
             cache: options.cache.unwrap_or_default(),
             clock: options.clock.unwrap_or_else(|| Arc::new(SystemClock)),
+            persistence,
             closed: AtomicBool::new(false),
         })
     }
@@ -171,9 +173,10 @@ impl Core {
         &self,
         request: &OwnedRequest,
         user: Option<&[u8; 32]>,
-        fetch: impl FnOnce(&str, Option<RefreshToken>) -> FetchFuture,
+        fetch: impl FnOnce(&str, Option<RefreshToken>) -> FetchFuture + Send + 'static,
     ) -> Result<AccessTokenInfo, CredentialError> {
         let scopes: Vec<&str> = request.scopes.iter().map(String::as_str).collect();
+        let fetch = self.through_persistent_cache(request, user, fetch);
         let key = PartitionKeyRef {
             app: &self.app_key,
             tenant: &request.tenant,
@@ -195,6 +198,134 @@ impl Core {
             Err(error) => tracing::warn!("{}.get_token failed: {error}", self.name),
         }
         outcome
+    }
+
+    /// With persistent caching, a cache miss looks in the cache file before going to Entra
+    /// ID, and what Entra ID answers is written there for other processes.
+    fn through_persistent_cache(
+        &self,
+        request: &OwnedRequest,
+        user: Option<&[u8; 32]>,
+        fetch: impl FnOnce(&str, Option<RefreshToken>) -> FetchFuture + Send + 'static,
+    ) -> Box<dyn FnOnce(&str, Option<RefreshToken>) -> FetchFuture + Send> {
+        let Some(persistence) = &self.persistence else {
+            return Box::new(fetch);
+        };
+        let file = persistence.file(request.enable_cae);
+        // azure-identity's keys: the client ID, or for on-behalf-of one key per user
+        // assertion, authority and tenant, so no user ever reads another's tokens.
+        let client_key = match user {
+            Some(user) => format!(
+                "{}:obo:{}:{}:{}",
+                self.client_id,
+                user.iter()
+                    .map(|byte| format!("{byte:02x}"))
+                    .collect::<String>(),
+                self.authority.as_str(),
+                request.tenant
+            ),
+            None => self.client_id.clone(),
+        };
+        let environment = self.authority.hostname().to_owned();
+        let scopes = request.scopes.clone();
+        let challenged = request.claims.is_some();
+        let is_obo = user.is_some();
+        let clock = self.clock.clone();
+        Box::new(
+            move |tenant: &str, refresh_token: Option<RefreshToken>| -> FetchFuture {
+                let realm = tenant.to_owned();
+                Box::pin(async move {
+                    let now = clock.now();
+                    let lookup = {
+                        let (file, client_key, environment, realm, scopes) = (
+                            file.clone(),
+                            client_key.clone(),
+                            environment.clone(),
+                            realm.clone(),
+                            scopes.clone(),
+                        );
+                        tokio::task::spawn_blocking(move || {
+                            let entry = EntryScope {
+                                client_key: &client_key,
+                                environment: &environment,
+                                realm: &realm,
+                            };
+                            let scopes: Vec<&str> = scopes.iter().map(String::as_str).collect();
+                            let token = if challenged {
+                                Ok(None)
+                            } else {
+                                file.find_access_token(&entry, &scopes, now)
+                            };
+                            let refresh_token = if is_obo {
+                                file.find_refresh_token(&entry, &scopes)
+                            } else {
+                                Ok(None)
+                            };
+                            (token, refresh_token)
+                        })
+                        .await
+                    };
+                    let (stored_token, stored_refresh_token) = match lookup {
+                        Ok((token, refresh_token)) => (
+                            token.unwrap_or_else(|error| {
+                                tracing::warn!("cannot read the persistent token cache: {error}");
+                                None
+                            }),
+                            refresh_token.ok().flatten(),
+                        ),
+                        Err(_) => (None, None),
+                    };
+                    if let Some(stored) = stored_token {
+                        let info = AccessTokenInfo {
+                            token: crate::secret::AccessTokenSecret::new(stored.secret),
+                            expires_on: stored.expires_on,
+                            token_type: std::borrow::Cow::Owned(stored.token_type),
+                            refresh_on: stored.refresh_on,
+                        };
+                        if refresh_status(Some(&info), now, i64::MIN) == Refresh::NotNeeded {
+                            tracing::debug!("token found in the persistent cache");
+                            return Ok(Fetched {
+                                info,
+                                refresh_token: None,
+                            });
+                        }
+                    }
+                    let refresh_token =
+                        refresh_token.or(stored_refresh_token.map(RefreshToken::new));
+                    let fetched = fetch(&realm, refresh_token).await?;
+                    let stored = CachedAccessToken {
+                        secret: fetched.info.token.expose_secret().to_owned(),
+                        expires_on: fetched.info.expires_on,
+                        refresh_on: fetched.info.refresh_on,
+                        token_type: fetched.info.token_type.to_string(),
+                    };
+                    let refresh = fetched
+                        .refresh_token
+                        .as_ref()
+                        .map(|rt| rt.expose_secret().to_owned());
+                    let written = tokio::task::spawn_blocking(move || {
+                        let entry = EntryScope {
+                            client_key: &client_key,
+                            environment: &environment,
+                            realm: &realm,
+                        };
+                        let scopes: Vec<&str> = scopes.iter().map(String::as_str).collect();
+                        file.store(&entry, &scopes, &stored, refresh.as_deref(), now)
+                    })
+                    .await;
+                    match written {
+                        Ok(Ok(())) => {}
+                        Ok(Err(error)) => {
+                            tracing::warn!("cannot write the persistent token cache: {error}")
+                        }
+                        Err(error) => {
+                            tracing::warn!("cannot write the persistent token cache: {error}")
+                        }
+                    }
+                    Ok(fetched)
+                })
+            },
+        )
     }
 
     /// Posts a form to the tenant's token endpoint and reads the answer.

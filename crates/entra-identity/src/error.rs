@@ -54,6 +54,9 @@ pub enum BuildError {
     /// The client certificate cannot be used.
     #[error("\"client_certificate\" is not a valid certificate in PEM or PKCS12 format: {0}")]
     InvalidCertificate(#[source] crate::certificate::CertificateError),
+    /// Persistent token caching cannot be set up as asked.
+    #[error("persistent token cache unavailable: {0}")]
+    PersistenceUnavailable(String),
     /// The HTTP client could not be created.
     #[error("cannot create the HTTP client: {0}")]
     HttpClient(String),

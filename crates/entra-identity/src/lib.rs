@@ -137,6 +137,7 @@ mod discovery;
 mod environment;
 mod error;
 mod http;
+mod msal_file;
 mod persistence;
 mod protocol;
 mod secret;
@@ -202,6 +203,71 @@ pub mod internal {
             now: i64,
         ) -> Option<crate::ClientAssertion> {
             self.0.assertion(client_id, audience, now, false).ok()
+        }
+    }
+
+    /// A token cache file in MSAL's format, as persistent caching writes it.
+    #[derive(Debug)]
+    pub struct CacheFile(crate::msal_file::MsalCacheFile);
+
+    impl CacheFile {
+        /// The file at `path`.
+        pub fn new(path: impl Into<std::path::PathBuf>) -> Self {
+            Self(crate::msal_file::MsalCacheFile::new(path.into()))
+        }
+
+        /// Adds an application's access token, under the file's lock.
+        ///
+        /// # Errors
+        ///
+        /// The file or its lock cannot be written.
+        #[allow(clippy::too_many_arguments)]
+        pub fn store_access_token(
+            &self,
+            client_id: &str,
+            environment: &str,
+            realm: &str,
+            scope: &str,
+            secret: &str,
+            expires_on: i64,
+            now: i64,
+        ) -> std::io::Result<()> {
+            let entry = crate::msal_file::EntryScope {
+                client_key: client_id,
+                environment,
+                realm,
+            };
+            let token = crate::msal_file::CachedAccessToken {
+                secret: secret.to_owned(),
+                expires_on,
+                refresh_on: None,
+                token_type: "Bearer".to_owned(),
+            };
+            self.0.store(&entry, &[scope], &token, None, now)
+        }
+
+        /// The secret of a valid access token for `scope`, if the file holds one.
+        ///
+        /// # Errors
+        ///
+        /// The file cannot be read or is not a token cache.
+        pub fn find_access_token(
+            &self,
+            client_id: &str,
+            environment: &str,
+            realm: &str,
+            scope: &str,
+            now: i64,
+        ) -> std::io::Result<Option<String>> {
+            let entry = crate::msal_file::EntryScope {
+                client_key: client_id,
+                environment,
+                realm,
+            };
+            Ok(self
+                .0
+                .find_access_token(&entry, &[scope], now)?
+                .map(|token| token.secret))
         }
     }
 

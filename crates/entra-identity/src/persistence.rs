@@ -1,10 +1,19 @@
-//! Options of persistent token caching.
+//! Persistent token caching: the options, and the cache files they name.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::environment::Environment;
+use crate::error::BuildError;
+use crate::msal_file::MsalCacheFile;
 
 /// Configuration of persistent token caching, as both credentials accept it.
 ///
-/// Persistent storage (MSAL-compatible files, encrypted by the platform's secret store unless
-/// unencrypted storage is allowed) is not built yet: a credential given these options logs a
-/// warning and caches tokens in memory.
+/// Tokens go to `~/.IdentityService/<name>.nocae` (and `.cae` for CAE tokens) in MSAL's
+/// unified cache format, shared with Python azure-identity and msal and safe for concurrent
+/// processes. Only unencrypted storage is available so far: without
+/// `allow_unencrypted_storage`, building a credential fails with
+/// [`BuildError::PersistenceUnavailable`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TokenCachePersistenceOptions {
     name: String,
@@ -46,5 +55,57 @@ impl TokenCachePersistenceOptions {
     pub fn with_allow_unencrypted_storage(mut self, allow: bool) -> Self {
         self.allow_unencrypted_storage = allow;
         self
+    }
+}
+
+/// The two cache files of a credential: plain and CAE tokens apart.
+#[derive(Debug)]
+pub(crate) struct Persistence {
+    plain: Arc<MsalCacheFile>,
+    cae: Arc<MsalCacheFile>,
+}
+
+impl Persistence {
+    /// The files `options` name, under the user's home directory.
+    pub(crate) fn open(
+        options: &TokenCachePersistenceOptions,
+        environment: &dyn Environment,
+    ) -> Result<Self, BuildError> {
+        if !options.allow_unencrypted_storage {
+            return Err(BuildError::PersistenceUnavailable(
+                "cache encryption is not available: no platform secret store is supported yet; \
+                 set allow_unencrypted_storage to keep the cache in a file only its owner can read"
+                    .to_owned(),
+            ));
+        }
+        let name = &options.name;
+        if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {
+            return Err(BuildError::PersistenceUnavailable(format!(
+                "'{name}' is not a valid cache name: use a plain file name"
+            )));
+        }
+        let home = environment
+            .var("HOME")
+            .or_else(|| environment.var("USERPROFILE"))
+            .filter(|home| !home.is_empty())
+            .ok_or_else(|| {
+                BuildError::PersistenceUnavailable(
+                    "no home directory (HOME) for the token cache".to_owned(),
+                )
+            })?;
+        let directory = PathBuf::from(home).join(".IdentityService");
+        Ok(Self {
+            plain: Arc::new(MsalCacheFile::new(directory.join(format!("{name}.nocae")))),
+            cae: Arc::new(MsalCacheFile::new(directory.join(format!("{name}.cae")))),
+        })
+    }
+
+    /// The file for CAE or plain tokens.
+    pub(crate) fn file(&self, cae: bool) -> Arc<MsalCacheFile> {
+        if cae {
+            self.cae.clone()
+        } else {
+            self.plain.clone()
+        }
     }
 }

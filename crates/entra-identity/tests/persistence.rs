@@ -1,0 +1,254 @@
+//! Persistent token caching: MSAL-format files shared across credentials and processes.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::*;
+use entra_emulator::UserTokenRequest;
+use entra_identity::{
+    BuildError, MapEnvironment, OnBehalfOfCredential, TokenCachePersistenceOptions, TokenCredential,
+};
+
+fn persistence(name: &str) -> TokenCachePersistenceOptions {
+    TokenCachePersistenceOptions::new()
+        .with_name(name)
+        .with_allow_unencrypted_storage(true)
+}
+
+fn home(dir: &tempfile::TempDir) -> Arc<MapEnvironment> {
+    Arc::new(MapEnvironment::new().with("HOME", dir.path().to_string_lossy()))
+}
+
+#[tokio::test]
+async fn a_second_credential_finds_the_first_ones_token_in_the_file() {
+    let emulator = emulator().await;
+    let dir = tempfile::tempdir().expect("home");
+    let build = || {
+        let (builder, calls) = builder(&emulator, TENANT);
+        let credential = builder
+            .environment(home(&dir))
+            .cache_persistence_options(persistence("shared"))
+            .build()
+            .expect("credential");
+        (credential, calls)
+    };
+    let (first, _) = build();
+    let token = first
+        .get_token(&[GRAPH], None, None, false)
+        .await
+        .expect("token");
+    // A new credential has an empty in-memory cache: the file answers.
+    let (second, second_calls) = build();
+    let again = second
+        .get_token(&[GRAPH], None, None, false)
+        .await
+        .expect("from the file");
+    assert_eq!(again.token.expose_secret(), token.token.expose_secret());
+    assert_eq!(second_calls.count(), 0, "no assertion, no request");
+    assert_eq!(emulator.counters().token_requests, 1);
+
+    let file = dir.path().join(".IdentityService").join("shared.nocae");
+    let document: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&file).expect("cache file")).expect("json");
+    let entries = document["AccessToken"].as_object().expect("section");
+    assert_eq!(entries.len(), 1);
+    let entry = entries.values().next().expect("entry");
+    assert_eq!(entry["client_id"], WORKLOAD);
+    assert_eq!(entry["realm"], TENANT);
+    assert_eq!(entry["environment"], "127.0.0.1");
+    assert_eq!(entry["target"], GRAPH);
+
+    // CAE tokens live in their own file.
+    second
+        .get_token(&[GRAPH], None, None, true)
+        .await
+        .expect("cae");
+    assert!(
+        dir.path()
+            .join(".IdentityService")
+            .join("shared.cae")
+            .is_file()
+    );
+    assert_eq!(emulator.counters().token_requests, 2);
+}
+
+#[tokio::test]
+async fn encryption_is_required_unless_waived() {
+    let emulator = emulator().await;
+    let dir = tempfile::tempdir().expect("home");
+    let (builder, _) = builder(&emulator, TENANT);
+    let error = builder
+        .environment(home(&dir))
+        .cache_persistence_options(TokenCachePersistenceOptions::new())
+        .build()
+        .expect_err("no encryption available");
+    assert!(matches!(error, BuildError::PersistenceUnavailable(_)));
+    assert!(
+        error.to_string().contains("allow_unencrypted_storage"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn on_behalf_of_entries_are_per_user() {
+    let emulator = emulator().await;
+    let config_user = emulator
+        .register_user(
+            TENANT,
+            &entra_emulator::UserConfig {
+                upn: "u@x".into(),
+                ..Default::default()
+            },
+        )
+        .expect("user");
+    let other_user = emulator
+        .register_user(
+            TENANT,
+            &entra_emulator::UserConfig {
+                upn: "v@x".into(),
+                ..Default::default()
+            },
+        )
+        .expect("user");
+    let app = emulator
+        .register_application(
+            TENANT,
+            &entra_emulator::ApplicationConfig {
+                name: "obo".into(),
+                secrets: vec!["s3cret".into()],
+                ..Default::default()
+            },
+        )
+        .expect("app");
+    let assertion = |user: &str| {
+        emulator
+            .mint_user_token(&UserTokenRequest {
+                user: user.to_owned(),
+                audience: app.client_id.clone(),
+                ..UserTokenRequest::default()
+            })
+            .expect("user token")
+    };
+    let dir = tempfile::tempdir().expect("home");
+    let build = |user_assertion: &str| {
+        OnBehalfOfCredential::builder(TENANT, &app.client_id, user_assertion)
+            .client_secret("s3cret")
+            .authority(emulator.url())
+            .http_options(http(&emulator))
+            .environment(home(&dir))
+            .cache_persistence_options(persistence("obo"))
+            .build()
+            .expect("credential")
+    };
+    let first_assertion = assertion(&config_user.upn);
+    let token = build(&first_assertion)
+        .get_token(&[DOWNSTREAM], None, None, false)
+        .await
+        .expect("token");
+    assert_eq!(
+        claims(token.token.expose_secret())["oid"],
+        config_user.object_id
+    );
+    // The same assertion in a new credential: from the file.
+    build(&first_assertion)
+        .get_token(&[DOWNSTREAM], None, None, false)
+        .await
+        .expect("cached");
+    assert_eq!(emulator.counters().token_requests, 1);
+    // Another user never gets it.
+    let other = build(&assertion(&other_user.upn))
+        .get_token(&[DOWNSTREAM], None, None, false)
+        .await;
+    assert_eq!(
+        claims(other.expect("token").token.expose_secret())["oid"],
+        other_user.object_id
+    );
+    assert_eq!(emulator.counters().token_requests, 2);
+    let document: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(dir.path().join(".IdentityService").join("obo.nocae")).expect("file"),
+    )
+    .expect("json");
+    let keys: Vec<&str> = document["AccessToken"]
+        .as_object()
+        .expect("section")
+        .values()
+        .filter_map(|entry| entry["client_id"].as_str())
+        .collect();
+    assert_eq!(keys.len(), 2);
+    assert!(
+        keys.iter()
+            .all(|key| key.starts_with(&format!("{}:obo:", app.client_id))),
+        "{keys:?}"
+    );
+    assert!(
+        document["RefreshToken"]
+            .as_object()
+            .is_some_and(|rts| rts.len() == 2)
+    );
+    // The assertion itself is never written.
+    let text = std::fs::read_to_string(dir.path().join(".IdentityService").join("obo.nocae"))
+        .expect("file");
+    assert!(!text.contains(&first_assertion));
+}
+
+/// Runs as a worker process when asked to: writes 500 tokens into the shared file.
+#[test]
+fn worker_writes_tokens() {
+    let (Ok(path), Ok(worker)) = (
+        std::env::var("ENTRA_CACHE_FILE"),
+        std::env::var("ENTRA_CACHE_WORKER"),
+    ) else {
+        return; // not a worker run
+    };
+    let file = entra_identity::internal::CacheFile::new(path);
+    for index in 0..500 {
+        let scope = format!("api://resource-{worker}-{index}/.default");
+        file.store_access_token(
+            "client",
+            "login.example",
+            "tenant",
+            &scope,
+            "secret",
+            4_000_000_000,
+            1,
+        )
+        .expect("stored");
+    }
+}
+
+#[test]
+fn four_processes_writing_at_once_lose_nothing() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("msal.cache.nocae");
+    let exe = std::env::current_exe().expect("test binary");
+    let workers: Vec<_> = (0..4)
+        .map(|worker| {
+            std::process::Command::new(&exe)
+                .args(["--exact", "worker_writes_tokens", "--test-threads=1"])
+                .env("ENTRA_CACHE_FILE", &path)
+                .env("ENTRA_CACHE_WORKER", worker.to_string())
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .expect("worker")
+        })
+        .collect();
+    for mut worker in workers {
+        assert!(worker.wait().expect("worker").success());
+    }
+    let document: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).expect("file")).expect("valid JSON");
+    assert_eq!(
+        document["AccessToken"].as_object().expect("section").len(),
+        2000
+    );
+    let file = entra_identity::internal::CacheFile::new(&path);
+    for worker in 0..4 {
+        let scope = format!("api://resource-{worker}-499/.default");
+        assert!(
+            file.find_access_token("client", "login.example", "tenant", &scope, 2)
+                .expect("read")
+                .is_some()
+        );
+    }
+}
