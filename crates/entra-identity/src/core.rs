@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use crate::authority::{AZURE_AUTHORITY_HOST, Authority, TenantId};
 use crate::cache::{FetchFuture, Fetched, Hints, PartitionKeyRef, SortedScopes, TokenCache};
 use crate::cache::{Refresh, refresh_status};
+use crate::distributed::{DistributedCache, SharedToken};
 use crate::environment::{Clock, Environment, ProcessEnvironment, SystemClock};
 use crate::error::{BuildError, CredentialError};
 use crate::http::{HttpClient, HttpOptions};
@@ -15,6 +16,9 @@ use crate::protocol::{TokenResponse, parse_token_response};
 use crate::secret::RefreshToken;
 use crate::tenant::{AZURE_IDENTITY_DISABLE_MULTITENANTAUTH, TenantPolicy};
 use crate::token::{AccessTokenInfo, TokenRequestOptions};
+
+/// A token request waiting to be made: given the tenant and a refresh token, it makes it.
+pub(crate) type Fetcher = Box<dyn FnOnce(&str, Option<RefreshToken>) -> FetchFuture + Send>;
 
 /// What the fast path of a token request found.
 pub(crate) enum Lookup {
@@ -39,6 +43,7 @@ pub(crate) struct CommonOptions {
     pub(crate) authority: Option<String>,
     pub(crate) additionally_allowed_tenants: Vec<String>,
     pub(crate) cache_persistence_options: Option<TokenCachePersistenceOptions>,
+    pub(crate) distributed: Option<DistributedCache>,
     pub(crate) http: HttpOptions,
     pub(crate) cache: Option<TokenCache>,
     pub(crate) clock: Option<Arc<dyn Clock>>,
@@ -58,6 +63,7 @@ pub(crate) struct Core {
     pub(crate) cache: TokenCache,
     pub(crate) clock: Arc<dyn Clock>,
     persistence: Option<Persistence>,
+    distributed: Option<DistributedCache>,
     closed: AtomicBool,
 }
 
@@ -107,6 +113,7 @@ impl Core {
             cache: options.cache.unwrap_or_default(),
             clock: options.clock.unwrap_or_else(|| Arc::new(SystemClock)),
             persistence,
+            distributed: options.distributed,
             closed: AtomicBool::new(false),
         })
     }
@@ -176,6 +183,7 @@ impl Core {
         fetch: impl FnOnce(&str, Option<RefreshToken>) -> FetchFuture + Send + 'static,
     ) -> Result<AccessTokenInfo, CredentialError> {
         let scopes: Vec<&str> = request.scopes.iter().map(String::as_str).collect();
+        let fetch = self.through_distributed_cache(request, user, fetch);
         let fetch = self.through_persistent_cache(request, user, fetch);
         let key = PartitionKeyRef {
             app: &self.app_key,
@@ -200,6 +208,105 @@ impl Core {
         outcome
     }
 
+    /// With a distributed cache, a cache miss looks there before going to Entra ID, and what
+    /// Entra ID answers is shared there with the fleet. A store that fails is logged and
+    /// skipped, unless the cache is told to fail.
+    fn through_distributed_cache(
+        &self,
+        request: &OwnedRequest,
+        user: Option<&[u8; 32]>,
+        fetch: impl FnOnce(&str, Option<RefreshToken>) -> FetchFuture + Send + 'static,
+    ) -> Fetcher {
+        let Some(distributed) = self.distributed.clone() else {
+            return Box::new(fetch);
+        };
+        let mut scopes: Vec<&str> = request.scopes.iter().map(String::as_str).collect();
+        scopes.sort_unstable();
+        scopes.dedup();
+        let user = user.map(|user| {
+            user.iter()
+                .map(|byte| format!("{byte:02x}"))
+                .collect::<String>()
+        });
+        let key = distributed.storage_key(&[
+            &self.app_key,
+            &request.tenant,
+            user.as_deref().unwrap_or(""),
+            if request.enable_cae { "cae" } else { "plain" },
+            &scopes.join(" "),
+        ]);
+        let challenged = request.claims.is_some();
+        let clock = self.clock.clone();
+        Box::new(
+            move |tenant: &str, refresh_token: Option<RefreshToken>| -> FetchFuture {
+                let tenant = tenant.to_owned();
+                Box::pin(async move {
+                    let now = clock.now();
+                    let unavailable = |error: crate::assertion::BoxError| {
+                        CredentialError::ClientAuthentication(
+                            crate::error::ClientAuthenticationError::new(
+                                crate::error::FailureKind::Transport,
+                                format!("the distributed token cache is unavailable: {error}"),
+                            )
+                            .transient(true),
+                        )
+                    };
+                    let mut shared_refresh_token = None;
+                    match distributed.get(&key, now).await {
+                        Ok(Some(shared)) => {
+                            let info = AccessTokenInfo {
+                                token: crate::secret::AccessTokenSecret::new(shared.token),
+                                expires_on: shared.expires_on,
+                                token_type: std::borrow::Cow::Owned(shared.token_type),
+                                refresh_on: shared.refresh_on,
+                            };
+                            shared_refresh_token = shared.refresh_token.map(RefreshToken::new);
+                            if !challenged
+                                && refresh_status(Some(&info), now, i64::MIN) == Refresh::NotNeeded
+                            {
+                                tracing::debug!("token found in the distributed cache");
+                                return Ok(Fetched {
+                                    info,
+                                    refresh_token: shared_refresh_token,
+                                });
+                            }
+                        }
+                        Ok(None) => {}
+                        Err(error) if distributed.fails_when_unavailable() => {
+                            return Err(unavailable(error));
+                        }
+                        Err(error) => {
+                            tracing::warn!(
+                                "the distributed token cache is unavailable, going on without it: {error}"
+                            )
+                        }
+                    }
+                    let fetched = fetch(&tenant, refresh_token.or(shared_refresh_token)).await?;
+                    let shared = SharedToken {
+                        token: fetched.info.token.expose_secret().to_owned(),
+                        expires_on: fetched.info.expires_on,
+                        refresh_on: fetched.info.refresh_on,
+                        token_type: fetched.info.token_type.to_string(),
+                        refresh_token: fetched
+                            .refresh_token
+                            .as_ref()
+                            .map(|rt| rt.expose_secret().to_owned()),
+                    };
+                    match distributed.set(&key, &shared, now).await {
+                        Ok(()) => {}
+                        Err(error) if distributed.fails_when_unavailable() => {
+                            return Err(unavailable(error));
+                        }
+                        Err(error) => {
+                            tracing::warn!("cannot write the distributed token cache: {error}")
+                        }
+                    }
+                    Ok(fetched)
+                })
+            },
+        )
+    }
+
     /// With persistent caching, a cache miss looks in the cache file before going to Entra
     /// ID, and what Entra ID answers is written there for other processes.
     fn through_persistent_cache(
@@ -207,7 +314,7 @@ impl Core {
         request: &OwnedRequest,
         user: Option<&[u8; 32]>,
         fetch: impl FnOnce(&str, Option<RefreshToken>) -> FetchFuture + Send + 'static,
-    ) -> Box<dyn FnOnce(&str, Option<RefreshToken>) -> FetchFuture + Send> {
+    ) -> Fetcher {
         let Some(persistence) = &self.persistence else {
             return Box::new(fetch);
         };

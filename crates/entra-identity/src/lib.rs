@@ -134,6 +134,7 @@ mod certificate;
 mod core;
 mod credential;
 mod discovery;
+mod distributed;
 mod environment;
 mod error;
 mod http;
@@ -157,6 +158,9 @@ pub use crate::credential::client_assertion::{
 pub use crate::credential::on_behalf_of::{
     OnBehalfOfApplication, OnBehalfOfCredential, OnBehalfOfCredentialBuilder,
 };
+#[cfg(feature = "redis")]
+pub use crate::distributed::RedisStore;
+pub use crate::distributed::{DistributedCache, DistributedStore, StoreFuture};
 pub use crate::environment::{
     Clock, Environment, ManualClock, MapEnvironment, ProcessEnvironment, SystemClock,
 };

@@ -446,9 +446,9 @@ mod tests {
         let dir = tempfile::tempdir().expect("dir");
         let file = MsalCacheFile::new(dir.path().join("cache"));
         let held = FileLock::acquire(&file.lock_path).expect("lock");
-        let writer = std::thread::spawn({
-            let path = file.path.clone();
-            move || MsalCacheFile::new(path).store(&entry(), &["a"], &token("AT", 2000), None, 1)
+        let path = file.path;
+        let writer = std::thread::spawn(move || {
+            MsalCacheFile::new(path).store(&entry(), &["a"], &token("AT", 2000), None, 1)
         });
         std::thread::sleep(Duration::from_millis(50));
         assert!(!writer.is_finished(), "the writer waits for the lock");

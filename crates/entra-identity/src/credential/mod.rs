@@ -35,6 +35,13 @@ macro_rules! common_builder_methods {
             self
         }
 
+        /// A token cache shared by a fleet through an external store such as Redis, behind
+        /// the in-memory cache (see [`crate::DistributedCache`]).
+        pub fn distributed_cache(mut self, cache: crate::DistributedCache) -> Self {
+            self.common.distributed = Some(cache);
+            self
+        }
+
         /// HTTP options: extra trusted CAs, timeouts, retries. Credentials built with equal
         /// options share one connection pool.
         pub fn http_options(mut self, options: crate::HttpOptions) -> Self {
