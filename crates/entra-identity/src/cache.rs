@@ -23,7 +23,7 @@ use futures_util::future::WeakShared;
 
 use crate::error::CredentialError;
 use crate::secret::{AccessTokenSecret, RefreshToken};
-use crate::token::AccessTokenInfo;
+use crate::token::{AccessToken, AccessTokenInfo};
 
 /// A token is refreshed proactively when it expires within this many seconds.
 pub(crate) const REFRESH_WINDOW_SECS: i64 = 300;
@@ -488,6 +488,39 @@ struct HotEntry {
 
 std::thread_local! {
     static HOT: std::cell::RefCell<Vec<HotEntry>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// This thread's recent hit, as an [`AccessToken`]: the quickest answer there is.
+pub(crate) fn hot_token(
+    hints: &Arc<Hints>,
+    cae: bool,
+    scopes: &SortedScopes<'_>,
+    now: i64,
+) -> Option<AccessToken> {
+    let owner = Arc::as_ptr(hints);
+    HOT.with(|hot| {
+        let hot = hot.borrow();
+        let entry = hot.iter().find(|entry| {
+            entry.cae == cae
+                && std::ptr::eq(entry.owner.as_ptr(), owner)
+                && scopes.equals(&entry.slot.scopes)
+        })?;
+        let slot = &entry.slot;
+        if slot.evicted.load(Ordering::Relaxed)
+            || slot.version.load(Ordering::Acquire) != entry.version
+        {
+            return None;
+        }
+        let last_attempt = slot.last_attempt.load(Ordering::Relaxed);
+        if refresh_status(Some(&entry.token), now, last_attempt) != Refresh::NotNeeded {
+            return None;
+        }
+        slot.touch(now);
+        Some(AccessToken {
+            token: entry.token.token.clone(),
+            expires_on: entry.token.expires_on,
+        })
+    })
 }
 
 fn hot_lookup(

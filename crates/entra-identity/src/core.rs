@@ -122,6 +122,29 @@ impl Core {
         self.closed.store(true, Ordering::Relaxed);
     }
 
+    /// The quickest path: this thread's recent hit for a plain request (no claims) to the
+    /// configured tenant. `None` sends the request down [`Core::lookup`], which checks
+    /// everything.
+    pub(crate) fn hot(
+        &self,
+        scopes: &[&str],
+        options: &TokenRequestOptions<'_>,
+        hints: &Arc<Hints>,
+    ) -> Option<crate::token::AccessToken> {
+        if options.claims.is_some() || scopes.is_empty() || self.closed.load(Ordering::Relaxed) {
+            return None;
+        }
+        let default = self.tenants.default_tenant().as_str();
+        if options
+            .tenant_id
+            .is_some_and(|tenant| !tenant.is_empty() && tenant != default)
+        {
+            return None;
+        }
+        let sorted = SortedScopes::new(scopes);
+        crate::cache::hot_token(hints, options.enable_cae, &sorted, self.clock.now())
+    }
+
     /// The fast path of a token request: checks it and answers from the cache when it can,
     /// without allocating. A miss returns the request in owned form for [`Core::fetch`].
     pub(crate) fn lookup(

@@ -168,6 +168,9 @@ impl TokenCredential for ClientAssertionCredential {
             tenant_id,
             enable_cae,
         };
+        if let Some(token) = self.inner.core.hot(scopes, &options, &self.inner.hints) {
+            return TokenFuture::Ready(Some(Ok(token)));
+        }
         self.token_future(scopes, options).into_access_token()
     }
 

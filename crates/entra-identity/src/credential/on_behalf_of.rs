@@ -231,6 +231,14 @@ impl TokenCredential for OnBehalfOfCredential {
             tenant_id,
             enable_cae,
         };
+        let hot = self
+            .application
+            .inner
+            .core
+            .hot(scopes, &options, &self.hints);
+        if let Some(token) = hot.filter(|_| !self.closed.load(Ordering::Relaxed)) {
+            return TokenFuture::Ready(Some(Ok(token)));
+        }
         self.token_future(scopes, options).into_access_token()
     }
 
