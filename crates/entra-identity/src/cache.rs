@@ -497,29 +497,9 @@ pub(crate) fn hot_token(
     scopes: &SortedScopes<'_>,
     now: i64,
 ) -> Option<AccessToken> {
-    let owner = Arc::as_ptr(hints);
-    HOT.with(|hot| {
-        let hot = hot.borrow();
-        let entry = hot.iter().find(|entry| {
-            entry.cae == cae
-                && std::ptr::eq(entry.owner.as_ptr(), owner)
-                && scopes.equals(&entry.slot.scopes)
-        })?;
-        let slot = &entry.slot;
-        if slot.evicted.load(Ordering::Relaxed)
-            || slot.version.load(Ordering::Acquire) != entry.version
-        {
-            return None;
-        }
-        let last_attempt = slot.last_attempt.load(Ordering::Relaxed);
-        if refresh_status(Some(&entry.token), now, last_attempt) != Refresh::NotNeeded {
-            return None;
-        }
-        slot.touch(now);
-        Some(AccessToken {
-            token: entry.token.token.clone(),
-            expires_on: entry.token.expires_on,
-        })
+    with_hot_entry(hints, cae, scopes, now, |token| AccessToken {
+        token: token.token.clone(),
+        expires_on: token.expires_on,
     })
 }
 
@@ -529,6 +509,18 @@ fn hot_lookup(
     scopes: &SortedScopes<'_>,
     now: i64,
 ) -> Option<AccessTokenInfo> {
+    with_hot_entry(hints, cae, scopes, now, AccessTokenInfo::clone)
+}
+
+/// Answers from this thread's entry for the credential (`hints`), flag and scopes, if it is
+/// still current: same token version, not evicted, and needing no refresh.
+fn with_hot_entry<T>(
+    hints: &Arc<Hints>,
+    cae: bool,
+    scopes: &SortedScopes<'_>,
+    now: i64,
+    answer: impl FnOnce(&AccessTokenInfo) -> T,
+) -> Option<T> {
     let owner = Arc::as_ptr(hints);
     HOT.with(|hot| {
         let hot = hot.borrow();
@@ -548,7 +540,7 @@ fn hot_lookup(
             return None;
         }
         slot.touch(now);
-        Some(entry.token.clone())
+        Some(answer(&entry.token))
     })
 }
 
