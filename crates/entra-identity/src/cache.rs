@@ -24,6 +24,7 @@ use futures_util::future::WeakShared;
 use crate::error::CredentialError;
 use crate::secret::{AccessTokenSecret, RefreshToken};
 use crate::token::{AccessToken, AccessTokenInfo};
+use zeroize::Zeroizing;
 
 /// A token is refreshed proactively when it expires within this many seconds.
 pub(crate) const REFRESH_WINDOW_SECS: i64 = 300;
@@ -48,7 +49,19 @@ struct CacheInner {
     bytes: AtomicUsize,
     max_bytes: usize,
     evicting: Mutex<()>,
+    /// Tenants and scope sets, stored once however many partitions use them.
+    interned: Mutex<Interned>,
 }
+
+/// Strings many entries share.
+#[derive(Default)]
+struct Interned {
+    tenants: Vec<Arc<str>>,
+    scope_sets: Vec<Arc<[Box<str>]>>,
+}
+
+/// Past this many distinct tenants or scope sets, new ones are no longer interned.
+const MAX_INTERNED: usize = 1024;
 
 /// What a slot costs beyond its token, scopes and refresh token: the cache's own structures.
 /// The `credential` benchmark measures the real figure.
@@ -108,6 +121,7 @@ impl TokenCache {
                 bytes: AtomicUsize::new(0),
                 max_bytes: max_bytes.max(1),
                 evicting: Mutex::new(()),
+                interned: Mutex::new(Interned::default()),
             }),
         }
     }
@@ -212,8 +226,13 @@ impl TokenCache {
         }
         let (partition, slot) = self.slot(key, scopes, now);
         if bypass {
-            let fetched =
-                fetch(partition.refresh_token.load_full().map(|rt| (*rt).clone())).await?;
+            let fetched = fetch(
+                partition
+                    .refresh_token
+                    .load_full()
+                    .map(RefreshToken::from_shared),
+            )
+            .await?;
             return Ok(self.inner.store(&partition, &slot, fetched, now));
         }
         let current = slot.token.load_full();
@@ -256,10 +275,13 @@ impl TokenCache {
     pub(crate) fn evict_refresh_token(&self, key: &PartitionKeyRef<'_>, stale: &RefreshToken) {
         let guard = self.inner.partitions.guard();
         if let Some(partition) = self.inner.partitions.get(key, &guard) {
-            partition.refresh_token.rcu(|current| match current {
-                Some(current) if current.expose_secret() == stale.expose_secret() => None,
+            let previous = partition.refresh_token.rcu(|current| match current {
+                Some(current) if current.as_str() == stale.expose_secret() => None,
                 other => other.clone(),
             });
+            if previous.is_some_and(|previous| previous.as_str() == stale.expose_secret()) {
+                self.inner.account(0, stale.expose_secret().len());
+            }
         }
     }
 
@@ -278,7 +300,10 @@ impl TokenCache {
             match inflight.as_ref().and_then(WeakShared::upgrade) {
                 Some(running) => running,
                 None => {
-                    let refresh_token = partition.refresh_token.load_full().map(|rt| (*rt).clone());
+                    let refresh_token = partition
+                        .refresh_token
+                        .load_full()
+                        .map(RefreshToken::from_shared);
                     let request = fetch(refresh_token);
                     let (cache, partition, slot) =
                         (self.inner.clone(), partition.clone(), slot.clone());
@@ -316,7 +341,11 @@ impl TokenCache {
                 None => self
                     .inner
                     .partitions
-                    .get_or_insert_with(key.into_owned(), || Arc::new(Partition::new(now)), &guard)
+                    .get_or_insert_with(
+                        key.into_owned(&self.inner),
+                        || Arc::new(Partition::new(now)),
+                        &guard,
+                    )
                     .clone(),
             }
         };
@@ -338,7 +367,7 @@ impl TokenCache {
             match slots.iter().find(|slot| scopes.equals(&slot.scopes)) {
                 Some(slot) => slot.clone(),
                 None => {
-                    let slot = Arc::new(Slot::new(scopes.to_boxed()));
+                    let slot = Arc::new(Slot::new(self.inner.intern_scopes(scopes)));
                     let mut grown = Vec::with_capacity(slots.len() + 1);
                     grown.extend(slots.iter().cloned());
                     grown.push(slot.clone());
@@ -366,16 +395,17 @@ impl CacheInner {
     ) -> AccessTokenInfo {
         if let Some(refresh_token) = fetched.refresh_token {
             let size = refresh_token.expose_secret().len();
-            let previous = partition.refresh_token_bytes.swap(size, Ordering::Relaxed);
-            self.account(size, previous);
-            partition.refresh_token.store(Some(Arc::new(refresh_token)));
+            let previous = partition
+                .refresh_token
+                .swap(Some(refresh_token.into_shared()));
+            self.account(size, previous.map_or(0, |old| old.len()));
         }
-        let size = fetched.info.token.expose_secret().len()
-            + slot.scopes.iter().map(|scope| scope.len()).sum::<usize>()
-            + ENTRY_OVERHEAD_BYTES;
-        let previous = slot.bytes.swap(size, Ordering::Relaxed);
-        self.account(size, previous);
-        slot.token.store(Some(Arc::new(fetched.info.clone())));
+        let size = Self::token_bytes(slot, &fetched.info);
+        let previous = slot.token.swap(Some(Arc::new(fetched.info.clone())));
+        self.account(
+            size,
+            previous.map_or(0, |old| Self::token_bytes(slot, &old)),
+        );
         slot.version.fetch_add(1, Ordering::Release);
         if self.bytes.load(Ordering::Relaxed) > self.max_bytes {
             self.evict(now);
@@ -424,12 +454,66 @@ impl CacheInner {
                 self.slots.fetch_sub(slots.len(), Ordering::Relaxed);
                 let bytes = slots
                     .iter()
-                    .map(|slot| slot.bytes.load(Ordering::Relaxed))
+                    .filter_map(|slot| {
+                        slot.token
+                            .load()
+                            .as_deref()
+                            .map(|token| Self::token_bytes(slot, token))
+                    })
                     .sum::<usize>()
-                    + partition.refresh_token_bytes.load(Ordering::Relaxed);
+                    + partition
+                        .refresh_token
+                        .load()
+                        .as_deref()
+                        .map_or(0, |rt| rt.len());
                 self.account(0, bytes);
             }
         }
+    }
+
+    fn intern_tenant(&self, tenant: &str) -> Arc<str> {
+        let mut interned = self
+            .interned
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(found) = interned.tenants.iter().find(|known| &***known == tenant) {
+            return found.clone();
+        }
+        let tenant: Arc<str> = Arc::from(tenant);
+        if interned.tenants.len() < MAX_INTERNED {
+            interned.tenants.push(tenant.clone());
+        }
+        tenant
+    }
+
+    fn intern_scopes(&self, scopes: &SortedScopes<'_>) -> Arc<[Box<str>]> {
+        let mut interned = self
+            .interned
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(found) = interned
+            .scope_sets
+            .iter()
+            .find(|known| scopes.equals(known))
+        {
+            return found.clone();
+        }
+        let set: Arc<[Box<str>]> = scopes
+            .as_slice()
+            .iter()
+            .map(|scope| Box::from(*scope))
+            .collect();
+        if interned.scope_sets.len() < MAX_INTERNED {
+            interned.scope_sets.push(set.clone());
+        }
+        set
+    }
+
+    /// What a slot's token is counted as.
+    fn token_bytes(slot: &Slot, token: &AccessTokenInfo) -> usize {
+        token.token.expose_secret().len()
+            + slot.scopes.iter().map(|scope| scope.len()).sum::<usize>()
+            + ENTRY_OVERHEAD_BYTES
     }
 
     fn account(&self, added: usize, removed: usize) {
@@ -629,8 +713,7 @@ pub(crate) struct Partition {
     slots: ArcSwap<Vec<Arc<Slot>>>,
     grow: Mutex<()>,
     last_used: AtomicI64,
-    refresh_token: ArcSwapOption<RefreshToken>,
-    refresh_token_bytes: AtomicUsize,
+    refresh_token: ArcSwapOption<Zeroizing<String>>,
 }
 
 impl Partition {
@@ -664,7 +747,6 @@ impl Partition {
             grow: Mutex::new(()),
             last_used: AtomicI64::new(now),
             refresh_token: ArcSwapOption::empty(),
-            refresh_token_bytes: AtomicUsize::new(0),
         }
     }
 
@@ -678,11 +760,10 @@ impl Partition {
 }
 
 pub(crate) struct Slot {
-    scopes: Box<[Box<str>]>,
+    scopes: Arc<[Box<str>]>,
     token: ArcSwapOption<AccessTokenInfo>,
     last_attempt: AtomicI64,
     inflight: Mutex<Option<WeakShared<SharedRequest>>>,
-    bytes: AtomicUsize,
     /// Set when eviction removes the slot's partition, so hints stop using it.
     evicted: AtomicBool,
     last_used: AtomicI64,
@@ -715,7 +796,7 @@ impl Slot {
         }
     }
 
-    fn new(scopes: Box<[Box<str>]>) -> Self {
+    fn new(scopes: Arc<[Box<str>]>) -> Self {
         Self {
             evicted: AtomicBool::new(false),
             last_used: AtomicI64::new(i64::MIN),
@@ -724,7 +805,6 @@ impl Slot {
             token: ArcSwapOption::empty(),
             last_attempt: AtomicI64::new(i64::MIN),
             inflight: Mutex::new(None),
-            bytes: AtomicUsize::new(0),
         }
     }
 }
@@ -733,7 +813,7 @@ impl Slot {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct PartitionKey {
     app: Arc<str>,
-    tenant: Box<str>,
+    tenant: Arc<str>,
     user: Option<[u8; 32]>,
     cae: bool,
 }
@@ -748,10 +828,10 @@ pub(crate) struct PartitionKeyRef<'a> {
 }
 
 impl PartitionKeyRef<'_> {
-    fn into_owned(self) -> PartitionKey {
+    fn into_owned(self, cache: &CacheInner) -> PartitionKey {
         PartitionKey {
             app: self.app.clone(),
-            tenant: Box::from(self.tenant),
+            tenant: cache.intern_tenant(self.tenant),
             user: self.user.copied(),
             cae: self.cae,
         }
@@ -853,13 +933,6 @@ impl<'a> SortedScopes<'a> {
         self.as_slice()
             .iter()
             .all(|scope| other.binary_search_by(|o| (**o).cmp(scope)).is_ok())
-    }
-
-    fn to_boxed(&self) -> Box<[Box<str>]> {
-        self.as_slice()
-            .iter()
-            .map(|scope| Box::from(*scope))
-            .collect()
     }
 }
 
