@@ -11,6 +11,7 @@
 //! Slots never wait on each other. The number of slots is bounded: past the capacity, the
 //! partitions whose tokens have all expired go first, then the least recently used.
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::hash::{Hash, Hasher};
 use std::pin::Pin;
@@ -239,7 +240,7 @@ impl TokenCache {
         let last_attempt = slot.last_attempt.load(Ordering::Relaxed);
         match refresh_status(current.as_deref(), now, last_attempt) {
             Refresh::NotNeeded => match current {
-                Some(token) => Ok((*token).clone()),
+                Some(token) => Ok(token.info()),
                 None => self.join_or_start(&partition, &slot, now, fetch).await,
             },
             Refresh::Required => {
@@ -256,7 +257,7 @@ impl TokenCache {
                     .compare_exchange(last_attempt, now, Ordering::AcqRel, Ordering::Relaxed)
                     .is_ok();
                 if !won {
-                    return Ok((*current).clone());
+                    return Ok(current.info());
                 }
                 match self.join_or_start(&partition, &slot, now, fetch).await {
                     Ok(token) => Ok(token),
@@ -264,7 +265,7 @@ impl TokenCache {
                         tracing::warn!(
                             "proactive token refresh failed; the cached token stays in use: {error}"
                         );
-                        Ok((*current).clone())
+                        Ok(current.info())
                     }
                 }
             }
@@ -400,8 +401,9 @@ impl CacheInner {
                 .swap(Some(refresh_token.into_shared()));
             self.account(size, previous.map_or(0, |old| old.len()));
         }
-        let size = Self::token_bytes(slot, &fetched.info);
-        let previous = slot.token.swap(Some(Arc::new(fetched.info.clone())));
+        let cached = CachedToken::new(&fetched.info);
+        let size = Self::token_bytes(slot, &cached);
+        let previous = slot.token.swap(Some(Arc::new(cached)));
         self.account(
             size,
             previous.map_or(0, |old| Self::token_bytes(slot, &old)),
@@ -510,8 +512,8 @@ impl CacheInner {
     }
 
     /// What a slot's token is counted as.
-    fn token_bytes(slot: &Slot, token: &AccessTokenInfo) -> usize {
-        token.token.expose_secret().len()
+    fn token_bytes(slot: &Slot, token: &CachedToken) -> usize {
+        token.secret.len()
             + slot.scopes.iter().map(|scope| scope.len()).sum::<usize>()
             + ENTRY_OVERHEAD_BYTES
     }
@@ -531,7 +533,7 @@ const THREAD_COPIES: usize = 16;
 std::thread_local! {
     /// This thread's copies of the tokens it served lately, by the address of the cached
     /// token (kept alive by the entry, so the address cannot be reused meanwhile).
-    static THREAD_TOKENS: std::cell::RefCell<Vec<(Arc<AccessTokenInfo>, AccessTokenSecret)>> =
+    static THREAD_TOKENS: std::cell::RefCell<Vec<(Arc<CachedToken>, AccessTokenSecret)>> =
         const { std::cell::RefCell::new(Vec::new()) };
 }
 
@@ -541,13 +543,13 @@ std::thread_local! {
 /// cores that one cache line bounces between them. Handing each thread its own copy, made
 /// once, keeps hits from different threads apart: the hit path then writes only to memory
 /// its own thread owns.
-fn thread_copy(token: &Arc<AccessTokenInfo>) -> AccessTokenSecret {
+fn thread_copy(token: &Arc<CachedToken>) -> AccessTokenSecret {
     THREAD_TOKENS.with(|copies| {
         let mut copies = copies.borrow_mut();
         if let Some((_, copy)) = copies.iter().find(|(cached, _)| Arc::ptr_eq(cached, token)) {
             return copy.clone();
         }
-        let copy = AccessTokenSecret::new(token.token.expose_secret());
+        let copy = AccessTokenSecret::new(token.secret.as_str());
         if copies.len() == THREAD_COPIES {
             copies.remove(0);
         }
@@ -672,6 +674,66 @@ impl std::fmt::Debug for PartitionHint {
     }
 }
 
+/// A token as a slot keeps it: one allocation holding the secret and its times.
+pub(crate) struct CachedToken {
+    secret: Zeroizing<String>,
+    expires_on: i64,
+    /// `i64::MIN` when there is none.
+    refresh_on: i64,
+    /// `None` for `Bearer`.
+    token_type: Option<Box<str>>,
+}
+
+impl CachedToken {
+    fn new(info: &AccessTokenInfo) -> Self {
+        Self {
+            secret: Zeroizing::new(info.token.expose_secret().to_owned()),
+            expires_on: info.expires_on,
+            refresh_on: info.refresh_on.unwrap_or(i64::MIN),
+            token_type: (info.token_type != "Bearer").then(|| Box::from(&*info.token_type)),
+        }
+    }
+
+    /// The token as callers get it, its secret a copy owned by this thread.
+    fn info(self: &Arc<Self>) -> AccessTokenInfo {
+        AccessTokenInfo {
+            token: thread_copy(self),
+            expires_on: self.expires_on,
+            token_type: match &self.token_type {
+                None => Cow::Borrowed("Bearer"),
+                Some(other) => Cow::Owned(other.to_string()),
+            },
+            refresh_on: (self.refresh_on != i64::MIN).then_some(self.refresh_on),
+        }
+    }
+}
+
+/// When a token expires and should be refreshed.
+pub(crate) trait Expiry {
+    fn expires_on(&self) -> i64;
+    fn refresh_on(&self) -> Option<i64>;
+}
+
+impl Expiry for AccessTokenInfo {
+    fn expires_on(&self) -> i64 {
+        self.expires_on
+    }
+
+    fn refresh_on(&self) -> Option<i64> {
+        self.refresh_on
+    }
+}
+
+impl Expiry for CachedToken {
+    fn expires_on(&self) -> i64 {
+        self.expires_on
+    }
+
+    fn refresh_on(&self) -> Option<i64> {
+        (self.refresh_on != i64::MIN).then_some(self.refresh_on)
+    }
+}
+
 /// Whether a cached token should be refreshed, by azure-identity's rules.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Refresh {
@@ -687,22 +749,20 @@ pub(crate) enum Refresh {
 /// 2. an attempt less than 30 s ago: not needed;
 /// 3. past `refresh_on`, or within 300 s of expiry: recommended;
 /// 4. otherwise not needed.
-pub(crate) fn refresh_status(
-    token: Option<&AccessTokenInfo>,
-    now: i64,
-    last_attempt: i64,
-) -> Refresh {
+pub(crate) fn refresh_status(token: Option<&impl Expiry>, now: i64, last_attempt: i64) -> Refresh {
     let Some(token) = token else {
         return Refresh::Required;
     };
-    if now >= token.expires_on {
+    if now >= token.expires_on() {
         return Refresh::Required;
     }
     if now.saturating_sub(last_attempt) < REFRESH_RETRY_DELAY_SECS {
         return Refresh::NotNeeded;
     }
-    if token.refresh_on.is_some_and(|refresh_on| now >= refresh_on)
-        || token.expires_on - now <= REFRESH_WINDOW_SECS
+    if token
+        .refresh_on()
+        .is_some_and(|refresh_on| now >= refresh_on)
+        || token.expires_on() - now <= REFRESH_WINDOW_SECS
     {
         return Refresh::Recommended;
     }
@@ -761,7 +821,7 @@ impl Partition {
 
 pub(crate) struct Slot {
     scopes: Arc<[Box<str>]>,
-    token: ArcSwapOption<AccessTokenInfo>,
+    token: ArcSwapOption<CachedToken>,
     last_attempt: AtomicI64,
     inflight: Mutex<Option<WeakShared<SharedRequest>>>,
     /// Set when eviction removes the slot's partition, so hints stop using it.
@@ -777,15 +837,10 @@ impl Slot {
         let token = self.token.load();
         let token = token.as_ref()?;
         let last_attempt = self.last_attempt.load(Ordering::Relaxed);
-        if refresh_status(Some(token), now, last_attempt) != Refresh::NotNeeded {
+        if refresh_status(Some(&**token), now, last_attempt) != Refresh::NotNeeded {
             return None;
         }
-        Some(AccessTokenInfo {
-            token: thread_copy(token),
-            expires_on: token.expires_on,
-            token_type: token.token_type.clone(),
-            refresh_on: token.refresh_on,
-        })
+        Some(token.info())
     }
 
     /// Records use; writes only when the second changed, so concurrent readers do not fight
@@ -1014,7 +1069,10 @@ mod tests {
         let now = 10_000;
         let never = i64::MIN;
         // Cases 4-13 of the GetTokenMixin suite.
-        assert_eq!(refresh_status(None, now, never), Refresh::Required);
+        assert_eq!(
+            refresh_status(None::<&AccessTokenInfo>, now, never),
+            Refresh::Required
+        );
         assert_eq!(
             refresh_status(Some(&info("t", now - 1, None)), now, never),
             Refresh::Required
