@@ -18,7 +18,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use arc_swap::{ArcSwap, ArcSwapOption};
+use arc_swap::ArcSwapOption;
 use futures_util::FutureExt as _;
 use futures_util::future::WeakShared;
 
@@ -50,18 +50,18 @@ struct CacheInner {
     bytes: AtomicUsize,
     max_bytes: usize,
     evicting: Mutex<()>,
-    /// Tenants and scope sets, stored once however many partitions use them.
+    /// Realms and scope sets, stored once however many partitions use them.
     interned: Mutex<Interned>,
 }
 
 /// Strings many entries share.
 #[derive(Default)]
 struct Interned {
-    tenants: Vec<Arc<str>>,
+    realms: Vec<Arc<Realm>>,
     scope_sets: Vec<Arc<[Box<str>]>>,
 }
 
-/// Past this many distinct tenants or scope sets, new ones are no longer interned.
+/// Past this many distinct realms or scope sets, new ones are no longer interned.
 const MAX_INTERNED: usize = 1024;
 
 /// What a slot costs beyond its token, scopes and refresh token: the cache's own structures.
@@ -188,12 +188,7 @@ impl TokenCache {
             None => {
                 let guard = self.inner.partitions.guard();
                 let partition = self.inner.partitions.get(key, &guard)?;
-                let exact = partition
-                    .slots
-                    .load()
-                    .iter()
-                    .find(|slot| scopes.equals(&slot.scopes))
-                    .cloned();
+                let exact = partition.exact(scopes);
                 let Some(slot) = exact else {
                     // Only a token for more scopes can answer: no slot to remember.
                     return partition.fresh(scopes, now);
@@ -335,53 +330,65 @@ impl TokenCache {
         scopes: &SortedScopes<'_>,
         now: i64,
     ) -> (Arc<Partition>, Arc<Slot>) {
-        let partition = {
+        let existing = {
             let guard = self.inner.partitions.guard();
-            match self.inner.partitions.get(key, &guard) {
-                Some(partition) => partition.clone(),
-                None => self
+            self.inner.partitions.get(key, &guard).cloned()
+        };
+        let partition = match existing {
+            Some(partition) => partition,
+            None => {
+                // A new partition starts with the slot for these scopes.
+                let first = Arc::new(Slot::new(self.inner.intern_scopes(scopes)));
+                let guard = self.inner.partitions.guard();
+                let partition = self
                     .inner
                     .partitions
                     .get_or_insert_with(
                         key.into_owned(&self.inner),
-                        || Arc::new(Partition::new(now)),
+                        || Arc::new(Partition::new(now, first.clone())),
                         &guard,
                     )
-                    .clone(),
+                    .clone();
+                if Arc::ptr_eq(&partition.first, &first) {
+                    self.inner.slots.fetch_add(1, Ordering::Relaxed);
+                    self.evict_if_full(now);
+                    return (partition, first);
+                }
+                partition
             }
         };
         partition.touch(now);
-        if let Some(slot) = partition
-            .slots
-            .load()
-            .iter()
-            .find(|slot| scopes.equals(&slot.scopes))
-        {
-            return (partition.clone(), slot.clone());
+        if let Some(slot) = partition.exact(scopes) {
+            return (partition, slot);
         }
         let slot = {
             let _grow = partition
                 .grow
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let slots = partition.slots.load_full();
-            match slots.iter().find(|slot| scopes.equals(&slot.scopes)) {
-                Some(slot) => slot.clone(),
+            match partition.exact(scopes) {
+                Some(slot) => slot,
                 None => {
                     let slot = Arc::new(Slot::new(self.inner.intern_scopes(scopes)));
-                    let mut grown = Vec::with_capacity(slots.len() + 1);
-                    grown.extend(slots.iter().cloned());
+                    let more = partition.more.load_full();
+                    let mut grown =
+                        Vec::with_capacity(more.as_ref().map_or(0, |more| more.len()) + 1);
+                    grown.extend(more.iter().flat_map(|more| more.iter().cloned()));
                     grown.push(slot.clone());
-                    partition.slots.store(Arc::new(grown));
+                    partition.more.store(Some(Arc::new(grown)));
                     self.inner.slots.fetch_add(1, Ordering::Relaxed);
                     slot
                 }
             }
         };
+        self.evict_if_full(now);
+        (partition, slot)
+    }
+
+    fn evict_if_full(&self, now: i64) {
         if self.inner.slots.load(Ordering::Relaxed) > self.inner.capacity {
             self.inner.evict(now);
         }
-        (partition, slot)
     }
 }
 
@@ -433,7 +440,7 @@ impl CacheInner {
             .iter(&guard)
             .map(|(key, partition)| {
                 // A slot still waiting for its first token is not dead: it is being filled.
-                let live = partition.slots.load().iter().any(|slot| {
+                let live = partition.all_slots().iter().any(|slot| {
                     slot.token
                         .load()
                         .as_deref()
@@ -449,7 +456,7 @@ impl CacheInner {
                 break;
             }
             if let Some(partition) = self.partitions.remove(&key, &guard) {
-                let slots = partition.slots.load();
+                let slots = partition.all_slots();
                 for slot in slots.iter() {
                     slot.evicted.store(true, Ordering::Relaxed);
                 }
@@ -473,19 +480,25 @@ impl CacheInner {
         }
     }
 
-    fn intern_tenant(&self, tenant: &str) -> Arc<str> {
+    fn intern_realm(&self, app: &Arc<str>, tenant: &str) -> Arc<Realm> {
         let mut interned = self
             .interned
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(found) = interned.tenants.iter().find(|known| &***known == tenant) {
+        let known = interned.realms.iter().find(|realm| {
+            *realm.tenant == *tenant && (Arc::ptr_eq(&realm.app, app) || realm.app == *app)
+        });
+        if let Some(found) = known {
             return found.clone();
         }
-        let tenant: Arc<str> = Arc::from(tenant);
-        if interned.tenants.len() < MAX_INTERNED {
-            interned.tenants.push(tenant.clone());
+        let realm = Arc::new(Realm {
+            app: app.clone(),
+            tenant: Box::from(tenant),
+        });
+        if interned.realms.len() < MAX_INTERNED {
+            interned.realms.push(realm.clone());
         }
-        tenant
+        realm
     }
 
     fn intern_scopes(&self, scopes: &SortedScopes<'_>) -> Arc<[Box<str>]> {
@@ -770,7 +783,10 @@ pub(crate) fn refresh_status(token: Option<&impl Expiry>, now: i64, last_attempt
 }
 
 pub(crate) struct Partition {
-    slots: ArcSwap<Vec<Arc<Slot>>>,
+    /// The slot the partition was made for: most partitions (one user, one API) have no other.
+    first: Arc<Slot>,
+    /// Slots for other scope sets.
+    more: ArcSwapOption<Vec<Arc<Slot>>>,
     grow: Mutex<()>,
     last_used: AtomicI64,
     refresh_token: ArcSwapOption<Zeroizing<String>>,
@@ -781,29 +797,53 @@ impl Partition {
     /// scopes.
     fn fresh(&self, scopes: &SortedScopes<'_>, now: i64) -> Option<AccessTokenInfo> {
         self.touch(now);
-        let slots = self.slots.load();
-        if let Some(slot) = slots.iter().find(|slot| scopes.equals(&slot.scopes)) {
+        if scopes.equals(&self.first.scopes) {
+            return self.first.serve(now);
+        }
+        let more = self.more.load();
+        let more = more.as_deref().map_or(&[][..], Vec::as_slice);
+        if let Some(slot) = more.iter().find(|slot| scopes.equals(&slot.scopes)) {
             return slot.serve(now);
         }
         // A token for more scopes serves fewer, while it needs no refresh of its own.
-        slots
-            .iter()
+        std::iter::once(&self.first)
+            .chain(more)
             .filter(|slot| scopes.is_subset_of(&slot.scopes))
             .find_map(|slot| slot.serve(now))
     }
 
+    /// The slot for exactly these scopes.
+    fn exact(&self, scopes: &SortedScopes<'_>) -> Option<Arc<Slot>> {
+        if scopes.equals(&self.first.scopes) {
+            return Some(self.first.clone());
+        }
+        let more = self.more.load();
+        more.as_deref()?
+            .iter()
+            .find(|slot| scopes.equals(&slot.scopes))
+            .cloned()
+    }
+
+    /// Every slot (for eviction).
+    fn all_slots(&self) -> Vec<Arc<Slot>> {
+        let more = self.more.load_full();
+        std::iter::once(self.first.clone())
+            .chain(more.iter().flat_map(|more| more.iter().cloned()))
+            .collect()
+    }
+
     /// When the partition or any of its slots was last used.
     fn last_used(&self) -> i64 {
-        let slots = self.slots.load();
-        slots
+        self.all_slots()
             .iter()
             .map(|slot| slot.last_used.load(Ordering::Relaxed))
             .fold(self.last_used.load(Ordering::Relaxed), i64::max)
     }
 
-    fn new(now: i64) -> Self {
+    fn new(now: i64, first: Arc<Slot>) -> Self {
         Self {
-            slots: ArcSwap::from_pointee(Vec::new()),
+            first,
+            more: ArcSwapOption::empty(),
             grow: Mutex::new(()),
             last_used: AtomicI64::new(now),
             refresh_token: ArcSwapOption::empty(),
@@ -867,10 +907,17 @@ impl Slot {
 /// Which partition a token belongs to.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct PartitionKey {
-    app: Arc<str>,
-    tenant: Arc<str>,
+    /// The application and tenant, shared by every partition of them.
+    realm: Arc<Realm>,
     user: Option<[u8; 32]>,
     cae: bool,
+}
+
+/// An application (authority and client ID) in a tenant.
+#[derive(Debug, PartialEq, Eq)]
+struct Realm {
+    app: Arc<str>,
+    tenant: Box<str>,
 }
 
 /// A borrowed [`PartitionKey`], for lookups that allocate nothing.
@@ -885,8 +932,7 @@ pub(crate) struct PartitionKeyRef<'a> {
 impl PartitionKeyRef<'_> {
     fn into_owned(self, cache: &CacheInner) -> PartitionKey {
         PartitionKey {
-            app: self.app.clone(),
-            tenant: cache.intern_tenant(self.tenant),
+            realm: cache.intern_realm(self.app, self.tenant),
             user: self.user.copied(),
             cae: self.cae,
         }
@@ -902,7 +948,13 @@ fn hash_key<H: Hasher>(app: &str, tenant: &str, user: Option<&[u8; 32]>, cae: bo
 
 impl Hash for PartitionKey {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        hash_key(&self.app, &self.tenant, self.user.as_ref(), self.cae, state);
+        hash_key(
+            &self.realm.app,
+            &self.realm.tenant,
+            self.user.as_ref(),
+            self.cae,
+            state,
+        );
     }
 }
 
@@ -916,8 +968,8 @@ impl papaya::Equivalent<PartitionKey> for PartitionKeyRef<'_> {
     fn equivalent(&self, key: &PartitionKey) -> bool {
         self.cae == key.cae
             && self.user == key.user.as_ref()
-            && self.tenant == &*key.tenant
-            && (Arc::ptr_eq(self.app, &key.app) || **self.app == *key.app)
+            && self.tenant == &*key.realm.tenant
+            && (Arc::ptr_eq(self.app, &key.realm.app) || **self.app == *key.realm.app)
     }
 }
 

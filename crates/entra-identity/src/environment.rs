@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, Ordering};
 
 /// Tells the time in whole seconds since the Unix epoch.
 pub trait Clock: Send + Sync + fmt::Debug {
@@ -22,29 +22,38 @@ impl Clock for SystemClock {
 }
 
 /// Seconds between recalibrations of the fast clock against the real-time clock.
-const RECALIBRATE_SECS: u64 = 60;
+const RECALIBRATE_NANOS: i64 = 60_000_000_000;
 
-static CALIBRATED_UNIX: AtomicI64 = AtomicI64::new(0);
-static CALIBRATED_MONOTONIC: AtomicU64 = AtomicU64::new(u64::MAX);
+/// Real time minus coarse monotonic time, in nanoseconds, at the last calibration.
+static OFFSET_NANOS: AtomicI64 = AtomicI64::new(0);
+/// The coarse monotonic time of the last calibration; `i64::MIN` before the first.
+static CALIBRATED_AT: AtomicI64 = AtomicI64::new(i64::MIN);
 
 /// The real time, in seconds, read cheaply: the coarse monotonic clock (a few nanoseconds,
-/// and no shared write) plus an offset measured against the real-time clock once a minute.
-/// Token expiry is counted in seconds, so the coarse clock's milliseconds do not matter.
+/// a few milliseconds of resolution, and no shared write) plus its offset from the real-time
+/// clock, measured again once a minute.
 fn calibrated_now() -> i64 {
-    let monotonic = coarsetime::Instant::now_without_cache_update().as_ticks() >> 32;
-    let base = CALIBRATED_MONOTONIC.load(Ordering::Relaxed);
-    if base != u64::MAX && monotonic.wrapping_sub(base) < RECALIBRATE_SECS {
-        return CALIBRATED_UNIX.load(Ordering::Relaxed) + (monotonic - base) as i64;
+    let monotonic = monotonic_nanos();
+    let calibrated_at = CALIBRATED_AT.load(Ordering::Relaxed);
+    if calibrated_at != i64::MIN && monotonic.wrapping_sub(calibrated_at) < RECALIBRATE_NANOS {
+        return (monotonic + OFFSET_NANOS.load(Ordering::Relaxed)).div_euclid(1_000_000_000);
     }
-    let unix = std::time::SystemTime::now()
+    let real = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|elapsed| i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX))
+        .map(|elapsed| i64::try_from(elapsed.as_nanos()).unwrap_or(i64::MAX))
         .unwrap_or(0);
     // Two threads recalibrating at once store two measurements of the same two clocks; any
     // mix of them is off by the clocks' drift over a minute at most.
-    CALIBRATED_UNIX.store(unix, Ordering::Relaxed);
-    CALIBRATED_MONOTONIC.store(monotonic, Ordering::Relaxed);
-    unix
+    OFFSET_NANOS.store(real - monotonic, Ordering::Relaxed);
+    CALIBRATED_AT.store(monotonic, Ordering::Relaxed);
+    real.div_euclid(1_000_000_000)
+}
+
+fn monotonic_nanos() -> i64 {
+    let ticks = coarsetime::Instant::now_without_cache_update().as_ticks();
+    // Ticks are seconds in fixed point with 32 fractional bits.
+    let nanos = (u128::from(ticks) * 1_000_000_000) >> 32;
+    i64::try_from(nanos).unwrap_or(i64::MAX)
 }
 
 /// A clock that moves only when told to: for tests of expiry and refresh.

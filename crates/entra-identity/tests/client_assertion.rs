@@ -23,7 +23,8 @@ async fn gets_a_token_and_serves_it_from_cache_without_calling_the_source_again(
     assert_eq!(claims["aud"], "https://graph.microsoft.com");
     assert_eq!(claims["tid"], TENANT);
     assert_eq!(claims["appid"], WORKLOAD);
-    assert_eq!(token.expires_on, claims["exp"].as_i64().expect("exp"));
+    // The credential counts from when it sent the request, the emulator from when it got it.
+    assert!((token.expires_on - claims["exp"].as_i64().expect("exp")).abs() <= 1);
 
     let again = credential
         .get_token(&[GRAPH], None, None, false)
