@@ -540,37 +540,6 @@ impl CacheInner {
     }
 }
 
-/// How many tokens each thread keeps its own copy of.
-const THREAD_COPIES: usize = 16;
-
-std::thread_local! {
-    /// This thread's copies of the tokens it served lately, by the address of the cached
-    /// token (kept alive by the entry, so the address cannot be reused meanwhile).
-    static THREAD_TOKENS: std::cell::RefCell<Vec<(Arc<CachedToken>, AccessTokenSecret)>> =
-        const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// The token's secret, as a copy owned by this thread.
-///
-/// Every clone of one `Arc` touches the same reference count, and on a cache hit from two
-/// cores that one cache line bounces between them. Handing each thread its own copy, made
-/// once, keeps hits from different threads apart: the hit path then writes only to memory
-/// its own thread owns.
-fn thread_copy(token: &Arc<CachedToken>) -> AccessTokenSecret {
-    THREAD_TOKENS.with(|copies| {
-        let mut copies = copies.borrow_mut();
-        if let Some((_, copy)) = copies.iter().find(|(cached, _)| Arc::ptr_eq(cached, token)) {
-            return copy.clone();
-        }
-        let copy = AccessTokenSecret::new(token.secret.as_str());
-        if copies.len() == THREAD_COPIES {
-            copies.remove(0);
-        }
-        copies.push((token.clone(), copy.clone()));
-        copy
-    })
-}
-
 /// How many recent hits each thread remembers.
 const HOT_ENTRIES: usize = 16;
 
@@ -583,7 +552,15 @@ struct HotEntry {
     slot: Arc<Slot>,
     version: u64,
     token: AccessTokenInfo,
+    /// Hits served from this entry; a token hit often gets a copy of its own.
+    hits: u32,
 }
+
+/// After this many hits a thread copies the token for itself: every clone of one shared
+/// secret touches one reference count, and hits from two cores on the same token would make
+/// that cache line bounce between them. A token this thread reads only now and then keeps
+/// sharing the cache's copy, so cycling through many users allocates nothing.
+const COPY_AFTER_HITS: u32 = 4;
 
 std::thread_local! {
     static HOT: std::cell::RefCell<Vec<HotEntry>> = const { std::cell::RefCell::new(Vec::new()) };
@@ -622,8 +599,8 @@ fn with_hot_entry<T>(
 ) -> Option<T> {
     let owner = Arc::as_ptr(hints);
     HOT.with(|hot| {
-        let hot = hot.borrow();
-        let entry = hot.iter().find(|entry| {
+        let mut hot = hot.borrow_mut();
+        let entry = hot.iter_mut().find(|entry| {
             entry.cae == cae
                 && std::ptr::eq(entry.owner.as_ptr(), owner)
                 && scopes.equals(&entry.slot.scopes)
@@ -639,6 +616,10 @@ fn with_hot_entry<T>(
             return None;
         }
         slot.touch(now);
+        entry.hits = entry.hits.saturating_add(1);
+        if entry.hits == COPY_AFTER_HITS {
+            entry.token.token = AccessTokenSecret::new(entry.token.token.expose_secret());
+        }
         Some(answer(&entry.token))
     })
 }
@@ -668,6 +649,7 @@ fn hot_record(
             slot,
             version,
             token: token.clone(),
+            hits: 0,
         });
     });
 }
@@ -707,10 +689,15 @@ impl CachedToken {
         }
     }
 
-    /// The token as callers get it, its secret a copy owned by this thread.
+    /// The secret.
+    pub(crate) fn secret(&self) -> &str {
+        &self.secret
+    }
+
+    /// The token as callers get it, sharing the cache's copy of the secret.
     fn info(self: &Arc<Self>) -> AccessTokenInfo {
         AccessTokenInfo {
-            token: thread_copy(self),
+            token: AccessTokenSecret::cached(self.clone()),
             expires_on: self.expires_on,
             token_type: match &self.token_type {
                 None => Cow::Borrowed("Bearer"),

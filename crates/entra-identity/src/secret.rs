@@ -68,10 +68,66 @@ macro_rules! secret_type {
     };
 }
 
-secret_type!(
-    /// An access token: the bearer credential a client presents to a resource.
-    AccessTokenSecret
-);
+/// An access token: the bearer credential a client presents to a resource.
+///
+/// Like the other secret types: wiped when the last copy is dropped, never printed, compared
+/// or serialised. A token served from the cache shares the cache's copy.
+#[derive(Clone)]
+pub struct AccessTokenSecret(TokenRepr);
+
+#[derive(Clone)]
+enum TokenRepr {
+    Owned(Arc<Zeroizing<String>>),
+    Cached(Arc<crate::cache::CachedToken>),
+}
+
+impl AccessTokenSecret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(TokenRepr::Owned(Arc::new(Zeroizing::new(value.into()))))
+    }
+
+    /// The secret itself.
+    ///
+    /// # Security
+    ///
+    /// Whatever this is passed to must not log, print or persist it.
+    pub fn expose_secret(&self) -> &str {
+        match &self.0 {
+            TokenRepr::Owned(value) => value.as_str(),
+            TokenRepr::Cached(token) => token.secret(),
+        }
+    }
+
+    /// Whether the value is empty.
+    pub fn is_empty(&self) -> bool {
+        self.expose_secret().is_empty()
+    }
+
+    /// The cache's own copy, shared without allocating.
+    pub(crate) fn cached(token: Arc<crate::cache::CachedToken>) -> Self {
+        Self(TokenRepr::Cached(token))
+    }
+}
+
+impl fmt::Debug for AccessTokenSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AccessTokenSecret([redacted])")
+    }
+}
+
+impl From<String> for AccessTokenSecret {
+    fn from(value: String) -> Self {
+        Self::new(value)
+    }
+}
+
+impl From<&str> for AccessTokenSecret {
+    fn from(value: &str) -> Self {
+        Self::new(value)
+    }
+}
+
 secret_type!(
     /// A client secret of an application registration.
     ClientSecret
