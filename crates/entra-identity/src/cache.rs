@@ -954,11 +954,10 @@ impl papaya::Equivalent<PartitionKey> for PartitionKeyRef<'_> {
 /// Requested scopes, sorted and without duplicates: the caller's own slice when it already
 /// is (one scope always is), else a copy, on the stack for up to eight.
 #[derive(Debug)]
-pub(crate) struct SortedScopes<'a> {
-    borrowed: &'a [&'a str],
-    inline: [&'a str; INLINE_SCOPES],
-    heap: Vec<&'a str>,
-    len: usize,
+pub(crate) enum SortedScopes<'a> {
+    Borrowed(&'a [&'a str]),
+    Inline([&'a str; INLINE_SCOPES], usize),
+    Heap(Vec<&'a str>),
 }
 
 const INLINE_SCOPES: usize = 8;
@@ -966,12 +965,7 @@ const INLINE_SCOPES: usize = 8;
 impl<'a> SortedScopes<'a> {
     pub(crate) fn new(scopes: &'a [&'a str]) -> Self {
         if scopes.windows(2).all(|pair| pair[0] < pair[1]) {
-            return Self {
-                borrowed: scopes,
-                inline: [""; INLINE_SCOPES],
-                heap: Vec::new(),
-                len: 0,
-            };
+            return Self::Borrowed(scopes);
         }
         if scopes.len() <= INLINE_SCOPES {
             let mut inline = [""; INLINE_SCOPES];
@@ -979,33 +973,20 @@ impl<'a> SortedScopes<'a> {
             let sorted = &mut inline[..scopes.len()];
             sorted.sort_unstable();
             let len = dedup_sorted(sorted);
-            Self {
-                borrowed: &[],
-                inline,
-                heap: Vec::new(),
-                len,
-            }
+            Self::Inline(inline, len)
         } else {
             let mut heap = scopes.to_vec();
             heap.sort_unstable();
             heap.dedup();
-            let len = heap.len();
-            Self {
-                borrowed: &[],
-                inline: [""; INLINE_SCOPES],
-                heap,
-                len,
-            }
+            Self::Heap(heap)
         }
     }
 
     pub(crate) fn as_slice(&self) -> &[&'a str] {
-        if !self.borrowed.is_empty() {
-            self.borrowed
-        } else if self.heap.is_empty() {
-            &self.inline[..self.len]
-        } else {
-            &self.heap
+        match self {
+            Self::Borrowed(scopes) => scopes,
+            Self::Inline(scopes, len) => &scopes[..*len],
+            Self::Heap(scopes) => scopes,
         }
     }
 
