@@ -15,7 +15,7 @@ use std::borrow::Cow;
 use std::future::Future;
 use std::hash::{Hash, Hasher};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwapOption;
@@ -52,6 +52,11 @@ struct CacheInner {
     evicting: Mutex<()>,
     /// Realms and scope sets, stored once however many partitions use them.
     interned: Mutex<Interned>,
+    /// The request in flight for each slot (by address; the request holds the slot), so that
+    /// slots need no lock of their own.
+    inflight: Mutex<std::collections::HashMap<usize, WeakShared<SharedRequest>>>,
+    /// Held while a partition gains a slot (rare: a user asking for another API).
+    grow: Mutex<()>,
 }
 
 /// Strings many entries share.
@@ -124,6 +129,8 @@ impl TokenCache {
                 max_bytes: max_bytes.max(1),
                 evicting: Mutex::new(()),
                 interned: Mutex::new(Interned::default()),
+                inflight: Mutex::new(std::collections::HashMap::new()),
+                grow: Mutex::new(()),
             }),
         }
     }
@@ -183,7 +190,7 @@ impl TokenCache {
         let remembered = hint
             .slot
             .load_full()
-            .filter(|slot| !slot.evicted.load(Ordering::Relaxed) && scopes.equals(&slot.scopes));
+            .filter(|slot| !slot.is_evicted() && scopes.equals(&slot.scopes));
         let slot = match remembered {
             Some(slot) => slot,
             None => {
@@ -223,13 +230,7 @@ impl TokenCache {
         }
         let (partition, slot) = self.slot(key, scopes, now);
         if bypass {
-            let fetched = fetch(
-                partition
-                    .refresh_token
-                    .load_full()
-                    .map(RefreshToken::from_shared),
-            )
-            .await?;
+            let fetched = fetch(partition.refresh_token()).await?;
             return Ok(self.inner.store(&partition, &slot, fetched, now));
         }
         let current = slot.token.load_full();
@@ -272,11 +273,12 @@ impl TokenCache {
     pub(crate) fn evict_refresh_token(&self, key: &PartitionKeyRef<'_>, stale: &RefreshToken) {
         let guard = self.inner.partitions.guard();
         if let Some(partition) = self.inner.partitions.get(key, &guard) {
-            let previous = partition.refresh_token.rcu(|current| match current {
-                Some(current) if current.as_str() == stale.expose_secret() => None,
-                other => other.clone(),
-            });
-            if previous.is_some_and(|previous| previous.as_str() == stale.expose_secret()) {
+            let mut current = partition.lock_refresh_token();
+            if current
+                .as_ref()
+                .is_some_and(|current| current.as_str() == stale.expose_secret())
+            {
+                *current = None;
                 self.inner.account(0, stale.expose_secret().len());
             }
         }
@@ -289,19 +291,17 @@ impl TokenCache {
         now: i64,
         fetch: impl FnOnce(Option<RefreshToken>) -> FetchFuture,
     ) -> Result<AccessTokenInfo, CredentialError> {
+        let address = Arc::as_ptr(slot) as usize;
         let shared = {
-            let mut inflight = slot
+            let mut inflight = self
+                .inner
                 .inflight
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            match inflight.as_ref().and_then(WeakShared::upgrade) {
+            match inflight.get(&address).and_then(WeakShared::upgrade) {
                 Some(running) => running,
                 None => {
-                    let refresh_token = partition
-                        .refresh_token
-                        .load_full()
-                        .map(RefreshToken::from_shared);
-                    let request = fetch(refresh_token);
+                    let request = fetch(partition.refresh_token());
                     let (cache, partition, slot) =
                         (self.inner.clone(), partition.clone(), slot.clone());
                     let future: SharedRequest = Box::pin(async move {
@@ -309,14 +309,17 @@ impl TokenCache {
                             .await
                             .map(|fetched| cache.store(&partition, &slot, fetched, now));
                         // Later callers start afresh: this request's answer is spent.
-                        *slot
+                        cache
                             .inflight
                             .lock()
-                            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .remove(&(Arc::as_ptr(&slot) as usize));
                         outcome
                     });
                     let shared = future.shared();
-                    *inflight = shared.downgrade();
+                    if let Some(weak) = shared.downgrade() {
+                        inflight.insert(address, weak);
+                    }
                     shared
                 }
             }
@@ -363,7 +366,8 @@ impl TokenCache {
             return (partition, slot);
         }
         let slot = {
-            let _grow = partition
+            let _grow = self
+                .inner
                 .grow
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -405,8 +409,8 @@ impl CacheInner {
         if let Some(refresh_token) = fetched.refresh_token {
             let size = refresh_token.expose_secret().len();
             let previous = partition
-                .refresh_token
-                .swap(Some(refresh_token.into_shared()));
+                .lock_refresh_token()
+                .replace(Zeroizing::new(refresh_token.expose_secret().to_owned()));
             self.account(size, previous.map_or(0, |old| old.len()));
         }
         let cached = CachedToken::new(&fetched.info);
@@ -456,7 +460,7 @@ impl CacheInner {
             if let Some(partition) = self.partitions.remove(&key, &guard) {
                 let slots = partition.all_slots();
                 for slot in slots.iter() {
-                    slot.evicted.store(true, Ordering::Relaxed);
+                    slot.version.fetch_or(EVICTED, Ordering::Release);
                 }
                 self.slots.fetch_sub(slots.len(), Ordering::Relaxed);
                 let bytes = slots
@@ -464,9 +468,8 @@ impl CacheInner {
                     .filter_map(|slot| slot.token.load().as_deref().map(Self::token_bytes))
                     .sum::<usize>()
                     + partition
-                        .refresh_token
-                        .load()
-                        .as_deref()
+                        .lock_refresh_token()
+                        .as_ref()
                         .map_or(0, |rt| rt.len());
                 self.account(0, bytes);
             }
@@ -597,9 +600,7 @@ fn with_hot_entry<T>(
                 && scopes.equals(&entry.slot.scopes)
         })?;
         let slot = &entry.slot;
-        if slot.evicted.load(Ordering::Relaxed)
-            || slot.version.load(Ordering::Acquire) != entry.version
-        {
+        if slot.version.load(Ordering::Acquire) != entry.version {
             return None;
         }
         let last_attempt = slot.last_attempt.load(Ordering::Relaxed);
@@ -765,9 +766,8 @@ pub(crate) struct Partition {
     first: Arc<Slot>,
     /// Slots for other scope sets.
     more: ArcSwapOption<Vec<Arc<Slot>>>,
-    grow: Mutex<()>,
-    last_used: AtomicI64,
-    refresh_token: ArcSwapOption<Zeroizing<String>>,
+    /// The user's refresh token (on-behalf-of), read only when a token must be fetched.
+    refresh_token: Mutex<Option<Zeroizing<String>>>,
 }
 
 impl Partition {
@@ -810,42 +810,54 @@ impl Partition {
             .collect()
     }
 
-    /// When the partition or any of its slots was last used.
+    /// When any of the partition's slots was last used.
     fn last_used(&self) -> i64 {
         self.all_slots()
             .iter()
             .map(|slot| slot.last_used.load(Ordering::Relaxed))
-            .fold(self.last_used.load(Ordering::Relaxed), i64::max)
+            .max()
+            .unwrap_or(i64::MIN)
+    }
+
+    fn lock_refresh_token(&self) -> std::sync::MutexGuard<'_, Option<Zeroizing<String>>> {
+        self.refresh_token
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A copy of the refresh token, for a request.
+    fn refresh_token(&self) -> Option<RefreshToken> {
+        self.lock_refresh_token()
+            .as_ref()
+            .map(|token| RefreshToken::new(token.as_str()))
     }
 
     fn new(now: i64, first: Arc<Slot>) -> Self {
+        first.touch(now);
         Self {
             first,
             more: ArcSwapOption::empty(),
-            grow: Mutex::new(()),
-            last_used: AtomicI64::new(now),
-            refresh_token: ArcSwapOption::empty(),
+            refresh_token: Mutex::new(None),
         }
     }
 
     /// Records use; writes only when the second changed, so concurrent readers do not fight
     /// over the cache line.
     fn touch(&self, now: i64) {
-        if self.last_used.load(Ordering::Relaxed) != now {
-            self.last_used.store(now, Ordering::Relaxed);
-        }
+        self.first.touch(now);
     }
 }
+
+/// The top bit of a slot's version: its partition was evicted.
+const EVICTED: u64 = 1 << 63;
 
 pub(crate) struct Slot {
     scopes: Arc<[Box<str>]>,
     token: ArcSwapOption<CachedToken>,
     last_attempt: AtomicI64,
-    inflight: Mutex<Option<WeakShared<SharedRequest>>>,
-    /// Set when eviction removes the slot's partition, so hints stop using it.
-    evicted: AtomicBool,
     last_used: AtomicI64,
-    /// Bumped whenever the token changes, so thread-local copies know they are stale.
+    /// Bumped whenever the token changes, so thread-local entries know they are stale; its
+    /// top bit ([`EVICTED`]) is set when eviction removes the slot's partition.
     version: AtomicU64,
 }
 
@@ -861,6 +873,10 @@ impl Slot {
         Some(token.info())
     }
 
+    fn is_evicted(&self) -> bool {
+        self.version.load(Ordering::Relaxed) & EVICTED != 0
+    }
+
     /// Records use; writes only when the second changed, so concurrent readers do not fight
     /// over the cache line.
     fn touch(&self, now: i64) {
@@ -871,13 +887,11 @@ impl Slot {
 
     fn new(scopes: Arc<[Box<str>]>) -> Self {
         Self {
-            evicted: AtomicBool::new(false),
             last_used: AtomicI64::new(i64::MIN),
             version: AtomicU64::new(0),
             scopes,
             token: ArcSwapOption::empty(),
             last_attempt: AtomicI64::new(i64::MIN),
-            inflight: Mutex::new(None),
         }
     }
 }
