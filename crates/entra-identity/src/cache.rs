@@ -476,13 +476,15 @@ impl CacheInner {
         }
     }
 
-    fn intern_realm(&self, app: &Arc<str>, tenant: &str) -> Arc<Realm> {
+    fn intern_realm(&self, app: &Arc<str>, tenant: &str, cae: bool) -> Arc<Realm> {
         let mut interned = self
             .interned
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let known = interned.realms.iter().find(|realm| {
-            *realm.tenant == *tenant && (Arc::ptr_eq(&realm.app, app) || realm.app == *app)
+            realm.cae == cae
+                && *realm.tenant == *tenant
+                && (Arc::ptr_eq(&realm.app, app) || realm.app == *app)
         });
         if let Some(found) = known {
             return found.clone();
@@ -490,6 +492,7 @@ impl CacheInner {
         let realm = Arc::new(Realm {
             app: app.clone(),
             tenant: Box::from(tenant),
+            cae,
         });
         if interned.realms.len() < MAX_INTERNED {
             interned.realms.push(realm.clone());
@@ -667,8 +670,44 @@ pub(crate) struct CachedToken {
     expires_on: i64,
     /// `i64::MIN` when there is none.
     refresh_on: i64,
-    /// `None` for `Bearer`.
-    token_type: Option<Box<str>>,
+    /// An index into [`TOKEN_TYPES`]; 0 is `Bearer`.
+    token_type: u32,
+}
+
+/// Token types other than `Bearer`, which Entra ID hardly ever sends: stored once each.
+static TOKEN_TYPES: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
+
+/// The index of a token type (0 for `Bearer`).
+fn token_type_index(token_type: &str) -> u32 {
+    if token_type == "Bearer" {
+        return 0;
+    }
+    let mut types = TOKEN_TYPES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let index = match types.iter().position(|known| *known == token_type) {
+        Some(index) => index,
+        None if types.len() < 64 => {
+            // A handful of strings, leaked once, for the life of the process.
+            types.push(Box::leak(Box::from(token_type)));
+            types.len() - 1
+        }
+        None => return u32::MAX,
+    };
+    u32::try_from(index + 1).unwrap_or(u32::MAX)
+}
+
+fn token_type_name(index: u32) -> Cow<'static, str> {
+    if index == 0 {
+        return Cow::Borrowed("Bearer");
+    }
+    let types = TOKEN_TYPES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let name = usize::try_from(index - 1)
+        .ok()
+        .and_then(|index| types.get(index).copied());
+    name.map_or(Cow::Borrowed("Bearer"), Cow::Borrowed)
 }
 
 impl CachedToken {
@@ -677,7 +716,7 @@ impl CachedToken {
             secret: Zeroizing::new(info.token.expose_secret().to_owned()),
             expires_on: info.expires_on,
             refresh_on: info.refresh_on.unwrap_or(i64::MIN),
-            token_type: (info.token_type != "Bearer").then(|| Box::from(&*info.token_type)),
+            token_type: token_type_index(&info.token_type),
         }
     }
 
@@ -691,10 +730,7 @@ impl CachedToken {
         AccessTokenInfo {
             token: AccessTokenSecret::cached(self.clone()),
             expires_on: self.expires_on,
-            token_type: match &self.token_type {
-                None => Cow::Borrowed("Bearer"),
-                Some(other) => Cow::Owned(other.to_string()),
-            },
+            token_type: token_type_name(self.token_type),
             refresh_on: (self.refresh_on != i64::MIN).then_some(self.refresh_on),
         }
     }
@@ -899,10 +935,10 @@ impl Slot {
 /// Which partition a token belongs to.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct PartitionKey {
-    /// The application and tenant, shared by every partition of them.
+    /// The application, tenant and CAE flag, shared by every partition of them.
     realm: Arc<Realm>,
-    user: Option<[u8; 32]>,
-    cae: bool,
+    /// The SHA-256 of the user assertion, or zeros for application tokens.
+    user: [u8; 32],
 }
 
 /// An application (authority and client ID) in a tenant.
@@ -910,7 +946,11 @@ pub(crate) struct PartitionKey {
 struct Realm {
     app: Arc<str>,
     tenant: Box<str>,
+    cae: bool,
 }
+
+/// The `user` of application partitions.
+const NO_USER: [u8; 32] = [0; 32];
 
 /// A borrowed [`PartitionKey`], for lookups that allocate nothing.
 #[derive(Clone, Copy, Debug)]
@@ -924,9 +964,8 @@ pub(crate) struct PartitionKeyRef<'a> {
 impl PartitionKeyRef<'_> {
     fn into_owned(self, cache: &CacheInner) -> PartitionKey {
         PartitionKey {
-            realm: cache.intern_realm(self.app, self.tenant),
-            user: self.user.copied(),
-            cae: self.cae,
+            realm: cache.intern_realm(self.app, self.tenant, self.cae),
+            user: self.user.copied().unwrap_or(NO_USER),
         }
     }
 }
@@ -940,11 +979,12 @@ fn hash_key<H: Hasher>(app: &str, tenant: &str, user: Option<&[u8; 32]>, cae: bo
 
 impl Hash for PartitionKey {
     fn hash<H: Hasher>(&self, state: &mut H) {
+        let user = (self.user != NO_USER).then_some(&self.user);
         hash_key(
             &self.realm.app,
             &self.realm.tenant,
-            self.user.as_ref(),
-            self.cae,
+            user,
+            self.realm.cae,
             state,
         );
     }
@@ -958,8 +998,8 @@ impl Hash for PartitionKeyRef<'_> {
 
 impl papaya::Equivalent<PartitionKey> for PartitionKeyRef<'_> {
     fn equivalent(&self, key: &PartitionKey) -> bool {
-        self.cae == key.cae
-            && self.user == key.user.as_ref()
+        self.cae == key.realm.cae
+            && self.user.unwrap_or(&NO_USER) == &key.user
             && self.tenant == &*key.realm.tenant
             && (Arc::ptr_eq(self.app, &key.realm.app) || **self.app == *key.realm.app)
     }
@@ -1129,6 +1169,28 @@ mod tests {
         assert_eq!(
             refresh_status(Some(&info("t", now + 3600, Some(now - 1))), now, now),
             Refresh::NotNeeded
+        );
+    }
+
+    #[test]
+    fn token_types_other_than_bearer_survive_the_cache() {
+        assert_eq!(token_type_index("Bearer"), 0);
+        assert_eq!(token_type_name(token_type_index("pop")), "pop");
+        assert_eq!(token_type_index("pop"), token_type_index("pop"));
+        let cached = Arc::new(CachedToken::new(&AccessTokenInfo {
+            token: AccessTokenSecret::new("t"),
+            expires_on: 10,
+            token_type: Cow::Borrowed("PoP"),
+            refresh_on: Some(5),
+        }));
+        let info = cached.info();
+        assert_eq!(
+            (
+                info.token_type.as_ref(),
+                info.refresh_on,
+                info.token.expose_secret()
+            ),
+            ("PoP", Some(5), "t")
         );
     }
 
