@@ -71,8 +71,8 @@ const MAX_INTERNED: usize = 1024;
 
 /// What a slot costs beyond its token and refresh token: the cache's own structures (scope
 /// sets and tenants are shared). The `on_behalf_of` benchmark measures the real figure: about
-/// 320 bytes for a user's partition with one slot.
-pub(crate) const ENTRY_OVERHEAD_BYTES: usize = 320;
+/// 250 bytes for a user's partition with one slot.
+pub(crate) const ENTRY_OVERHEAD_BYTES: usize = 256;
 /// Bytes a cache holds by default.
 pub(crate) const DEFAULT_MAX_BYTES: usize = 64 * 1024 * 1024;
 
