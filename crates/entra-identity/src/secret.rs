@@ -34,18 +34,6 @@ macro_rules! secret_type {
             pub fn is_empty(&self) -> bool {
                 self.0.is_empty()
             }
-
-            /// The shared value, for stores that keep it without another wrapper.
-            #[allow(dead_code)]
-            pub(crate) fn into_shared(self) -> Arc<Zeroizing<String>> {
-                self.0
-            }
-
-            /// Wraps a shared value again.
-            #[allow(dead_code)]
-            pub(crate) fn from_shared(shared: Arc<Zeroizing<String>>) -> Self {
-                Self(shared)
-            }
         }
 
         impl fmt::Debug for $name {
