@@ -24,7 +24,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from interop_support import Emulator, config_toml  # noqa: E402
+from interop_support import Emulator, Keyring, config_toml  # noqa: E402
 
 WORKSPACE = Path(__file__).resolve().parents[2]
 STARTUP_TIMEOUT_SECS = 30
@@ -146,6 +146,9 @@ _CLEARED_ENV = (
     "AZURE_CLIENT_ID",
     "AZURE_TENANT_ID",
     "AZURE_FEDERATED_TOKEN_FILE",
+    # A desktop's own keyring stays out of the tests; the keyring fixture brings one.
+    "DBUS_SESSION_BUS_ADDRESS",
+    "XDG_RUNTIME_DIR",
 )
 
 
@@ -210,3 +213,87 @@ def emu(emulator: Emulator) -> Emulator:
     """The emulator, with its request log cleared for this test."""
     emulator.clear_requests()
     return emulator
+
+
+# ---------------------------------------------------------------------------------------------
+# The Secret Service
+# ---------------------------------------------------------------------------------------------
+
+_BUS_CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>session</type>
+  <listen>unix:tmpdir=/tmp</listen>
+  <policy context="default">
+    <allow send_destination="*" eavesdrop="true"/>
+    <allow eavesdrop="true"/>
+    <allow own="*"/>
+  </policy>
+</busconfig>
+"""
+
+
+@pytest.fixture(scope="session")
+def keyring() -> Iterator[Keyring]:
+    """A private session bus with gnome-keyring's Secret Service on it, its login keyring
+    unlocked, for this whole session: libsecret binds a process to the first bus it uses.
+
+    The bus has no service files, so nothing else can be started on it.
+    """
+    with tempfile.TemporaryDirectory(prefix="entra-keyring-") as temp:
+        temp_dir = Path(temp)
+        (temp_dir / "home").mkdir()
+        (temp_dir / "run").mkdir(mode=0o700)
+        (temp_dir / "bus.conf").write_text(_BUS_CONFIG)
+        bus = subprocess.Popen(
+            [
+                "dbus-daemon",
+                f"--config-file={temp_dir / 'bus.conf'}",
+                f"--address=unix:path={temp_dir / 'run' / 'bus'}",
+                "--nofork",
+                "--nopidfile",
+                "--print-address=1",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
+        daemon = None
+        saved = os.environ.get("DBUS_SESSION_BUS_ADDRESS")
+        try:
+            assert bus.stdout is not None
+            address = bus.stdout.readline().decode().strip()
+            keyring = Keyring(
+                bus_address=address,
+                environment={
+                    "HOME": str(temp_dir / "home"),
+                    "XDG_RUNTIME_DIR": str(temp_dir / "run"),
+                    "DBUS_SESSION_BUS_ADDRESS": address,
+                    "PATH": os.environ.get("PATH", ""),
+                },
+            )
+            daemon = subprocess.Popen(
+                ["gnome-keyring-daemon", "--foreground", "--components=secrets", "--unlock"],
+                env=keyring.environment,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            assert daemon.stdin is not None
+            daemon.stdin.write(b"keyring-password")
+            daemon.stdin.close()
+            deadline = time.monotonic() + STARTUP_TIMEOUT_SECS
+            while not keyring.is_up():
+                if time.monotonic() > deadline or daemon.poll() is not None:
+                    raise RuntimeError("gnome-keyring-daemon did not start")
+                time.sleep(0.05)
+            os.environ["DBUS_SESSION_BUS_ADDRESS"] = address
+            yield keyring
+        finally:
+            if saved is None:
+                os.environ.pop("DBUS_SESSION_BUS_ADDRESS", None)
+            else:
+                os.environ["DBUS_SESSION_BUS_ADDRESS"] = saved
+            if daemon is not None:
+                _stop(daemon)
+            _stop(bus)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import subprocess
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -380,3 +381,44 @@ def confidential_client(
         instance_discovery=False,
         http_client=session,
     )
+
+
+@dataclass
+class Keyring:
+    """A running Secret Service (gnome-keyring) on a private session bus."""
+
+    bus_address: str
+    environment: dict[str, str]
+
+    def is_up(self) -> bool:
+        """Whether the Secret Service's name is owned on the bus."""
+        reply = subprocess.run(
+            [
+                "dbus-send", "--session", "--print-reply", "--dest=org.freedesktop.DBus",
+                "/org/freedesktop/DBus", "org.freedesktop.DBus.NameHasOwner",
+                "string:org.freedesktop.secrets",
+            ],
+            env=self.environment,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+        return "true" in reply.stdout
+
+    def stored_cache(self, schema: str) -> dict[str, Any] | None:
+        """The token cache item azure-identity keeps for `schema` (`<name>.nocae|.cae`),
+        read with libsecret's own command-line client."""
+        found = subprocess.run(
+            [
+                "secret-tool", "lookup", "xdg:schema", schema,
+                "MsalClientID", "Microsoft.Developer.IdentityService",
+            ],
+            env=self.environment,
+            capture_output=True,
+            timeout=10,
+            check=False,
+        )
+        if found.returncode != 0 or not found.stdout:
+            return None
+        return json.loads(found.stdout)

@@ -4,7 +4,9 @@
 #   bash tests/interop/run.sh [pytest args...]
 #
 # Creates or reuses tests/interop/.venv, installing requirements.txt only when it (or the
-# venv's Python) changed since the last install. Builds `entra` with cargo unless ENTRA_BIN
+# venv's Python) changed since the last install. The venv is built on Debian's python3 (or
+# $PYTHON) and sees its system packages, for the libsecret bindings (python3-gi) that
+# msal-extensions encrypts the token cache with. Builds `entra` with cargo unless ENTRA_BIN
 # names a binary already. Exits with pytest's status.
 set -euo pipefail
 
@@ -13,11 +15,14 @@ root="$(cd "$here/../.." && pwd)"
 venv="$here/.venv"
 requirements="$here/requirements.txt"
 stamp="$venv/.requirements.sha256"
-python="${PYTHON:-python3}"
+python="${PYTHON:-/usr/bin/python3}"
+base="$venv/.base-python"
 
-if ! "$venv/bin/python" -c 'import sys' >/dev/null 2>&1; then
+if ! "$venv/bin/python" -c 'import sys' >/dev/null 2>&1 \
+    || [[ "$(cat "$base" 2>/dev/null || true)" != "$python" ]]; then
     rm -rf "$venv"
-    "$python" -m venv "$venv"
+    "$python" -m venv --system-site-packages "$venv"
+    printf '%s\n' "$python" >"$base"
 fi
 
 wanted="$( { sha256sum <"$requirements"; "$venv/bin/python" -c 'import sys; print(sys.version)'; } \

@@ -1,7 +1,8 @@
 """One persistent token cache file, shared by Python azure-identity and `entra`.
 
 Both use azure-identity's layout (~/.IdentityService/<name>.nocae, MSAL's unified cache
-format, msal-extensions' lock file), unencrypted as both allow when told to.
+format, msal-extensions' lock file), unencrypted as both allow when told to and no Secret
+Service is there (test_keyring.py shares the encrypted cache).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import os
 import subprocess
 from pathlib import Path
 
+import msal_extensions
 from azure.identity import ClientAssertionCredential, TokenCachePersistenceOptions
 
 from interop_support import APP_SCOPE, TENANT, WORKLOAD, Emulator
@@ -53,6 +55,12 @@ def python_credential(emu: Emulator, assertion: str) -> ClientAssertionCredentia
 
 
 def test_each_side_reads_what_the_other_wrote(emu: Emulator, tmp_path: Path, monkeypatch) -> None:
+    # No Secret Service, as on a headless server: azure-identity falls back to the file it
+    # is allowed, whatever keyring another test left running in this process.
+    def no_secret_service(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("no Secret Service in this test")
+
+    monkeypatch.setattr(msal_extensions, "LibsecretPersistence", no_secret_service)
     home = tmp_path / "home"
     home.mkdir()
     monkeypatch.setenv("HOME", str(home))

@@ -142,6 +142,8 @@ mod msal_file;
 mod persistence;
 mod protocol;
 mod secret;
+#[cfg(target_os = "linux")]
+mod secret_service;
 mod tenant;
 mod token;
 
@@ -217,7 +219,10 @@ pub mod internal {
     impl CacheFile {
         /// The file at `path`.
         pub fn new(path: impl Into<std::path::PathBuf>) -> Self {
-            Self(crate::msal_file::MsalCacheFile::new(path.into()))
+            Self(crate::msal_file::MsalCacheFile::new(
+                path.into(),
+                crate::msal_file::Store::File,
+            ))
         }
 
         /// Adds an application's access token, under the file's lock.

@@ -1,6 +1,7 @@
-//! A token cache file in MSAL's unified cache format, shared with Python azure-identity and
-//! msal, and safe for several processes: writes happen under msal-extensions' `.lockfile`
-//! protocol and replace the file atomically.
+//! A token cache in MSAL's unified cache format, shared with Python azure-identity and msal,
+//! and safe for several processes: writes happen under msal-extensions' `.lockfile` protocol.
+//! The cache lives in a file, replaced atomically, or encrypted in the platform's secret store
+//! with the file kept empty as the signal whose time tells other processes it changed.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -34,20 +35,37 @@ pub(crate) struct EntryScope<'a> {
     pub(crate) realm: &'a str,
 }
 
-/// One cache file.
+/// One cache: plain or CAE tokens of one cache name.
 #[derive(Debug)]
 pub(crate) struct MsalCacheFile {
+    /// The cache file, or with a secret store the signal file.
     path: PathBuf,
     lock_path: PathBuf,
+    store: Store,
+}
+
+/// Where the cache's content is kept.
+#[derive(Debug)]
+pub(crate) enum Store {
+    /// In the file itself, readable only by its owner.
+    File,
+    /// Encrypted by the Secret Service, under the item of this schema name.
+    #[cfg(target_os = "linux")]
+    SecretService {
+        connection: std::sync::Arc<crate::secret_service::SecretServiceConnection>,
+        schema: String,
+    },
 }
 
 impl MsalCacheFile {
-    pub(crate) fn new(path: PathBuf) -> Self {
+    /// The cache at `path`, or signalled by `path` when `store` keeps it elsewhere.
+    pub(crate) fn new(path: PathBuf, store: Store) -> Self {
         let mut lock = path.clone().into_os_string();
         lock.push(".lockfile");
         Self {
             path,
             lock_path: PathBuf::from(lock),
+            store,
         }
     }
 
@@ -169,15 +187,13 @@ impl MsalCacheFile {
         })
     }
 
-    /// Reads the whole file; a missing or empty file is an empty cache. A file caught
-    /// half-written by a writer that does not replace atomically is read again.
+    /// Reads the whole cache; a missing or empty one is empty. A file caught half-written by
+    /// a writer that does not replace atomically is read again.
     fn read(&self) -> std::io::Result<Map<String, Value>> {
         let mut attempts = 0;
         loop {
-            let bytes = match std::fs::read(&self.path) {
-                Ok(bytes) => bytes,
-                Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Map::new()),
-                Err(error) => return Err(error),
+            let Some(bytes) = self.load()? else {
+                return Ok(Map::new());
             };
             if bytes.iter().all(u8::is_ascii_whitespace) {
                 return Ok(Map::new());
@@ -191,24 +207,63 @@ impl MsalCacheFile {
                 _ => {
                     return Err(std::io::Error::new(
                         std::io::ErrorKind::InvalidData,
-                        format!("{} is not a token cache", self.path.display()),
+                        format!("{} does not hold a token cache", self.describe()),
                     ));
                 }
             }
         }
     }
 
-    /// Read, change and replace the file under the lock.
+    /// Read, change and replace the cache under the lock.
     fn modify(&self, change: impl FnOnce(&mut Map<String, Value>)) -> std::io::Result<()> {
         let _lock = FileLock::acquire(&self.lock_path)?;
-        // Another writer may have left a file we cannot read; starting afresh loses only
-        // what was already unreadable.
-        let mut document = self.read().unwrap_or_default();
+        // Another writer may have left a cache we cannot read; starting afresh loses only
+        // what was already unreadable. A store we cannot reach is an error, though: writing
+        // over it would lose everything in it.
+        let mut document = match self.read() {
+            Ok(document) => document,
+            Err(error) if error.kind() == std::io::ErrorKind::InvalidData => Map::new(),
+            Err(error) => return Err(error),
+        };
         change(&mut document);
-        let text = serde_json::to_vec(&Value::Object(document))?;
+        let text = zeroize::Zeroizing::new(serde_json::to_vec(&Value::Object(document))?);
         if let Some(parent) = self.path.parent() {
             create_private_dir(parent)?;
         }
+        match &self.store {
+            Store::File => self.replace_file(&text),
+            #[cfg(target_os = "linux")]
+            Store::SecretService { connection, schema } => {
+                connection.save(schema, &text)?;
+                // msal-extensions reloads when the signal file's time changes; emptying it
+                // also wipes any plaintext cache an earlier, unencrypted run left there.
+                private_file(&self.path).map(drop)
+            }
+        }
+    }
+
+    /// The cache's bytes, or `None` when there is no cache yet.
+    fn load(&self) -> std::io::Result<Option<zeroize::Zeroizing<Vec<u8>>>> {
+        match &self.store {
+            Store::File => match std::fs::read(&self.path) {
+                Ok(bytes) => Ok(Some(zeroize::Zeroizing::new(bytes))),
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(error) => Err(error),
+            },
+            #[cfg(target_os = "linux")]
+            Store::SecretService { connection, schema } => connection.load(schema),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match &self.store {
+            Store::File => self.path.display().to_string(),
+            #[cfg(target_os = "linux")]
+            Store::SecretService { schema, .. } => format!("the Secret Service item {schema}"),
+        }
+    }
+
+    fn replace_file(&self, text: &[u8]) -> std::io::Result<()> {
         let mut temp_name = self.path.clone().into_os_string();
         temp_name.push(format!(".{}.tmp", std::process::id()));
         let temp = PathBuf::from(temp_name);
@@ -216,7 +271,7 @@ impl MsalCacheFile {
             let mut file = private_file(&temp)?;
             // No fsync: the rename keeps other processes from ever seeing half a file, and a
             // lost cache after a power cut costs only new token requests.
-            file.write_all(&text)?;
+            file.write_all(text)?;
         }
         std::fs::rename(&temp, &self.path)
     }
@@ -370,7 +425,7 @@ mod tests {
     #[test]
     fn tokens_round_trip_in_msal_format() {
         let dir = tempfile::tempdir().expect("dir");
-        let file = MsalCacheFile::new(dir.path().join("sub").join("msal.cache.nocae"));
+        let file = MsalCacheFile::new(dir.path().join("sub").join("msal.cache.nocae"), Store::File);
         assert!(
             file.find_access_token(&entry(), &["a"], 0)
                 .expect("read")
@@ -432,7 +487,7 @@ mod tests {
             r#"{"Account": {"x": {"username": "u"}}, "AccessToken": {"k": {"secret": "other"}}}"#,
         )
         .expect("seed");
-        let file = MsalCacheFile::new(path.clone());
+        let file = MsalCacheFile::new(path.clone(), Store::File);
         file.store(&entry(), &["a"], &token("AT", 2000), None, 1000)
             .expect("store");
         let document: Value =
@@ -444,11 +499,17 @@ mod tests {
     #[test]
     fn a_stale_lock_is_broken_and_a_held_one_waits() {
         let dir = tempfile::tempdir().expect("dir");
-        let file = MsalCacheFile::new(dir.path().join("cache"));
+        let file = MsalCacheFile::new(dir.path().join("cache"), Store::File);
         let held = FileLock::acquire(&file.lock_path).expect("lock");
         let path = file.path;
         let writer = std::thread::spawn(move || {
-            MsalCacheFile::new(path).store(&entry(), &["a"], &token("AT", 2000), None, 1)
+            MsalCacheFile::new(path, Store::File).store(
+                &entry(),
+                &["a"],
+                &token("AT", 2000),
+                None,
+                1,
+            )
         });
         std::thread::sleep(Duration::from_millis(50));
         assert!(!writer.is_finished(), "the writer waits for the lock");

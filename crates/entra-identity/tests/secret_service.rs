@@ -1,0 +1,376 @@
+//! The persistent cache encrypted by the Linux Secret Service: a private D-Bus session bus and
+//! a real gnome-keyring-daemon per test, both installed by `scripts/test`.
+#![cfg(target_os = "linux")]
+
+mod common;
+
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use entra_identity::{BuildError, MapEnvironment, TokenCachePersistenceOptions, TokenCredential};
+
+const KEYRING_PASSWORD: &str = "keyring-password";
+
+const BUS_CONFIG: &str = r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>session</type>
+  <listen>unix:tmpdir=/tmp</listen>
+  <policy context="default">
+    <allow send_destination="*" eavesdrop="true"/>
+    <allow eavesdrop="true"/>
+    <allow own="*"/>
+  </policy>
+</busconfig>
+"#;
+
+/// A session bus and, on it, gnome-keyring's Secret Service, with a home of their own.
+struct Session {
+    dir: tempfile::TempDir,
+    bus: Child,
+    bus_address: String,
+    keyring: Option<Child>,
+}
+
+impl Session {
+    /// A bus and a keyring whose login collection is unlocked, as at a desktop login.
+    fn start() -> Self {
+        let mut session = Self::bus_only();
+        session.start_keyring(true);
+        session
+    }
+
+    fn bus_only() -> Self {
+        let dir = tempfile::tempdir().expect("session dir");
+        for sub in ["home", "run"] {
+            std::fs::create_dir(dir.path().join(sub)).expect("dir");
+        }
+        // A bus of our own, without the system's service files: nothing may be started on
+        // it but what the test starts, or D-Bus would activate a keyring of its own.
+        let config = dir.path().join("bus.conf");
+        std::fs::write(&config, BUS_CONFIG).expect("bus config");
+        let mut bus = Command::new("dbus-daemon")
+            .arg(format!("--config-file={}", config.display()))
+            .args(["--nofork", "--nopidfile", "--print-address=1"])
+            .arg(format!(
+                "--address=unix:path={}",
+                dir.path().join("run").join("bus").display()
+            ))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("dbus-daemon (scripts/test installs it)");
+        let mut line = String::new();
+        BufReader::new(bus.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("bus address");
+        Self {
+            dir,
+            bus,
+            bus_address: line.trim().to_owned(),
+            keyring: None,
+        }
+    }
+
+    /// Starts gnome-keyring-daemon, with the login keyring unlocked (and created the first
+    /// time) when `unlock`, and waits until it serves the Secret Service on the bus.
+    fn start_keyring(&mut self, unlock: bool) {
+        let mut command = Command::new("gnome-keyring-daemon");
+        command
+            .args(["--foreground", "--components=secrets"])
+            .env_clear()
+            .envs(self.process_environment())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if unlock {
+            command.arg("--unlock");
+        }
+        let mut keyring = command
+            .spawn()
+            .expect("gnome-keyring-daemon (scripts/test installs it)");
+        let mut stdin = keyring.stdin.take().expect("stdin");
+        if unlock {
+            stdin
+                .write_all(KEYRING_PASSWORD.as_bytes())
+                .expect("password");
+        }
+        drop(stdin);
+        self.keyring = Some(keyring);
+        let started = Instant::now();
+        while !self.secret_service_is_up() {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "the Secret Service did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn stop_keyring(&mut self) {
+        if let Some(mut keyring) = self.keyring.take() {
+            let _ = keyring.kill();
+            let _ = keyring.wait();
+        }
+        while self.secret_service_is_up() {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn secret_service_is_up(&self) -> bool {
+        Command::new("dbus-send")
+            .args([
+                "--session",
+                "--print-reply",
+                "--dest=org.freedesktop.DBus",
+                "/org/freedesktop/DBus",
+                "org.freedesktop.DBus.NameHasOwner",
+                "string:org.freedesktop.secrets",
+            ])
+            .env_clear()
+            .envs(self.process_environment())
+            .output()
+            .is_ok_and(|output| String::from_utf8_lossy(&output.stdout).contains("true"))
+    }
+
+    fn home(&self) -> PathBuf {
+        self.dir.path().join("home")
+    }
+
+    fn process_environment(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("HOME", self.home().to_string_lossy().into_owned()),
+            (
+                "XDG_RUNTIME_DIR",
+                self.dir.path().join("run").to_string_lossy().into_owned(),
+            ),
+            ("DBUS_SESSION_BUS_ADDRESS", self.bus_address.clone()),
+            ("PATH", std::env::var("PATH").unwrap_or_default()),
+        ]
+    }
+
+    /// What a credential in this session sees.
+    fn environment(&self) -> Arc<MapEnvironment> {
+        Arc::new(
+            MapEnvironment::new()
+                .with("HOME", self.home().to_string_lossy())
+                .with("DBUS_SESSION_BUS_ADDRESS", &self.bus_address),
+        )
+    }
+
+    /// The cache item `schema`, read by libsecret's own client as msal-extensions would.
+    fn stored_cache(&self, schema: &str) -> Option<serde_json::Value> {
+        let output = Command::new("secret-tool")
+            .args(["lookup", "xdg:schema", schema])
+            .args(["MsalClientID", "Microsoft.Developer.IdentityService"])
+            .env_clear()
+            .envs(self.process_environment())
+            .output()
+            .expect("secret-tool (scripts/test installs it)");
+        if !output.status.success() || output.stdout.is_empty() {
+            return None;
+        }
+        Some(serde_json::from_slice(&output.stdout).expect("the item holds the cache JSON"))
+    }
+
+    fn signal_file(&self, name: &str) -> PathBuf {
+        self.home().join(".IdentityService").join(name)
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if let Some(keyring) = &mut self.keyring {
+            let _ = keyring.kill();
+            let _ = keyring.wait();
+        }
+        let _ = self.bus.kill();
+        let _ = self.bus.wait();
+    }
+}
+
+fn encrypted(name: &str) -> TokenCachePersistenceOptions {
+    TokenCachePersistenceOptions::new().with_name(name)
+}
+
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(files_under(&path));
+        } else {
+            found.push(path);
+        }
+    }
+    found
+}
+
+#[tokio::test]
+async fn tokens_are_kept_encrypted_in_the_keyring_and_shared_by_credentials() {
+    let emulator = emulator().await;
+    let session = Session::start();
+    let build = || {
+        let (builder, calls) = builder(&emulator, TENANT);
+        let credential = builder
+            .environment(session.environment())
+            .cache_persistence_options(encrypted("keyring"))
+            .build()
+            .expect("the Secret Service is there: no need to allow unencrypted storage");
+        (credential, calls)
+    };
+    let (first, _) = build();
+    let token = first
+        .get_token(&[GRAPH], None, None, false)
+        .await
+        .expect("token");
+    let secret = token.token.expose_secret().to_owned();
+
+    // A new credential, with an empty in-memory cache, finds it in the keyring.
+    let (second, second_calls) = build();
+    let again = second
+        .get_token(&[GRAPH], None, None, false)
+        .await
+        .expect("from the keyring");
+    assert_eq!(again.token.expose_secret(), secret);
+    assert_eq!(second_calls.count(), 0, "no assertion, no request");
+    assert_eq!(emulator.counters().token_requests, 1);
+
+    // The item is what msal-extensions writes: the unified cache, under azure-identity's
+    // attributes.
+    let document = session
+        .stored_cache("keyring.nocae")
+        .expect("the cache item");
+    let entry = document["AccessToken"]
+        .as_object()
+        .and_then(|entries| entries.values().next())
+        .expect("an access token");
+    assert_eq!(entry["secret"], secret.as_str());
+    assert_eq!(entry["client_id"], WORKLOAD);
+    assert!(session.stored_cache("keyring.cae").is_none());
+
+    // The file is only the signal, empty and private.
+    let signal = session.signal_file("keyring.nocae");
+    let metadata = std::fs::metadata(&signal).expect("signal file");
+    assert_eq!(metadata.len(), 0);
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        assert_eq!(metadata.permissions().mode() & 0o777, 0o600);
+    }
+    // Nothing on disk holds the token in the clear, the keyring's own files included.
+    for file in files_under(session.dir.path()) {
+        let bytes = std::fs::read(&file).unwrap_or_default();
+        assert!(
+            !bytes
+                .windows(secret.len())
+                .any(|window| window == secret.as_bytes()),
+            "{} holds the token in the clear",
+            file.display()
+        );
+    }
+
+    // CAE tokens have their own item.
+    second
+        .get_token(&[GRAPH], None, None, true)
+        .await
+        .expect("cae");
+    assert!(session.stored_cache("keyring.cae").is_some());
+    assert_eq!(emulator.counters().token_requests, 2);
+}
+
+#[tokio::test]
+async fn a_keyring_that_goes_away_costs_requests_never_tokens() {
+    let emulator = emulator().await;
+    let mut session = Session::start();
+    let (builder, _) = builder(&emulator, TENANT);
+    let credential = builder
+        .environment(session.environment())
+        .cache_persistence_options(encrypted("restart"))
+        .build()
+        .expect("credential");
+    credential
+        .get_token(&[GRAPH], None, None, false)
+        .await
+        .expect("token");
+
+    session.stop_keyring();
+    let without_keyring = credential
+        .get_token(&[DOWNSTREAM], None, None, false)
+        .await
+        .expect("a token from Entra ID while the keyring is down");
+    assert!(!without_keyring.token.expose_secret().is_empty());
+
+    // Back again (the same login keyring, unlocked): the credential reconnects and stores.
+    session.start_keyring(true);
+    credential
+        .get_token(&[GRAPH], None, None, true)
+        .await
+        .expect("cae token");
+    let document = session
+        .stored_cache("restart.cae")
+        .expect("stored after the restart");
+    assert_eq!(
+        document["AccessToken"].as_object().map(|map| map.len()),
+        Some(1)
+    );
+    let before_restart = session.stored_cache("restart.nocae").expect("kept");
+    assert_eq!(
+        before_restart["AccessToken"]
+            .as_object()
+            .map(|map| map.len()),
+        Some(1),
+        "the token written before the restart is still there"
+    );
+}
+
+#[tokio::test]
+async fn a_locked_keyring_is_a_clear_error_unless_files_are_allowed() {
+    let emulator = emulator().await;
+    let mut session = Session::start();
+    // The login keyring exists; started again without its password, it stays locked.
+    session.stop_keyring();
+    session.start_keyring(false);
+
+    let (locked, _) = builder(&emulator, TENANT);
+    let error = locked
+        .environment(session.environment())
+        .cache_persistence_options(encrypted("locked"))
+        .build()
+        .expect_err("a locked keyring cannot be used without a prompt");
+    assert!(matches!(error, BuildError::PersistenceUnavailable(_)));
+    let message = error.to_string();
+    assert!(message.contains("locked"), "{message}");
+    assert!(message.contains("allow_unencrypted_storage"), "{message}");
+
+    let (allowed, _) = builder(&emulator, TENANT);
+    let credential = allowed
+        .environment(session.environment())
+        .cache_persistence_options(encrypted("locked").with_allow_unencrypted_storage(true))
+        .build()
+        .expect("a file, as allowed");
+    let token = credential
+        .get_token(&[GRAPH], None, None, false)
+        .await
+        .expect("token");
+    let text = std::fs::read_to_string(session.signal_file("locked.nocae")).expect("cache file");
+    assert!(text.contains(token.token.expose_secret()));
+}
+
+#[test]
+fn a_bus_without_a_secret_service_is_a_clear_error() {
+    let session = Session::bus_only();
+    let built = entra_identity::ClientAssertionCredential::builder(
+        TENANT,
+        WORKLOAD,
+        entra_identity::assertion_fn(|| Ok::<_, std::io::Error>("assertion".to_owned())),
+    )
+    .environment(session.environment())
+    .cache_persistence_options(TokenCachePersistenceOptions::new())
+    .build();
+    let message = built.expect_err("no Secret Service").to_string();
+    assert!(message.contains("Secret Service"), "{message}");
+}
