@@ -140,6 +140,7 @@ mod error;
 mod http;
 mod msal_file;
 mod persistence;
+mod platform_store;
 mod protocol;
 mod secret;
 #[cfg(target_os = "linux")]

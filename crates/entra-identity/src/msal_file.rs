@@ -55,6 +55,12 @@ pub(crate) enum Store {
         connection: std::sync::Arc<crate::secret_service::SecretServiceConnection>,
         schema: String,
     },
+    /// Encrypted by the macOS Keychain, under this account.
+    #[cfg(target_os = "macos")]
+    Keychain { account: String },
+    /// In the file itself, encrypted by Windows' Data Protection API for this user.
+    #[cfg(windows)]
+    DataProtection,
 }
 
 impl MsalCacheFile {
@@ -235,9 +241,16 @@ impl MsalCacheFile {
             #[cfg(target_os = "linux")]
             Store::SecretService { connection, schema } => {
                 connection.save(schema, &text)?;
-                // msal-extensions reloads when the signal file's time changes; emptying it
-                // also wipes any plaintext cache an earlier, unencrypted run left there.
-                private_file(&self.path).map(drop)
+                self.signal_change()
+            }
+            #[cfg(target_os = "macos")]
+            Store::Keychain { account } => {
+                crate::platform_store::keychain::save(account, &text)?;
+                self.signal_change()
+            }
+            #[cfg(windows)]
+            Store::DataProtection => {
+                self.replace_file(&crate::platform_store::data_protection::protect(&text)?)
             }
         }
     }
@@ -252,7 +265,24 @@ impl MsalCacheFile {
             },
             #[cfg(target_os = "linux")]
             Store::SecretService { connection, schema } => connection.load(schema),
+            #[cfg(target_os = "macos")]
+            Store::Keychain { account } => crate::platform_store::keychain::load(account),
+            #[cfg(windows)]
+            Store::DataProtection => match std::fs::read(&self.path) {
+                Ok(sealed) if sealed.is_empty() => Ok(None),
+                Ok(sealed) => crate::platform_store::data_protection::unprotect(&sealed).map(Some),
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(error) => Err(error),
+            },
         }
+    }
+
+    /// msal-extensions reloads a cache kept in a secret store when its signal file's time
+    /// changes. Emptying the file also wipes any plaintext cache an earlier, unencrypted run
+    /// left there.
+    #[cfg(any(target_os = "linux", target_os = "macos"))]
+    fn signal_change(&self) -> std::io::Result<()> {
+        private_file(&self.path).map(drop)
     }
 
     fn describe(&self) -> String {
@@ -260,6 +290,10 @@ impl MsalCacheFile {
             Store::File => self.path.display().to_string(),
             #[cfg(target_os = "linux")]
             Store::SecretService { schema, .. } => format!("the Secret Service item {schema}"),
+            #[cfg(target_os = "macos")]
+            Store::Keychain { account } => format!("the Keychain item {account}"),
+            #[cfg(windows)]
+            Store::DataProtection => self.path.display().to_string(),
         }
     }
 

@@ -22,8 +22,15 @@ use crate::msal_file::{MsalCacheFile, Store};
 ///   processes to read the cache again. The default collection must be unlocked, as it is
 ///   after a desktop login or `gnome-keyring-daemon --unlock`: a server cannot answer a
 ///   password prompt, so none is ever shown.
-/// - **Other platforms**: no secret store is supported yet (azure-identity uses the Keychain on
-///   macOS and a DPAPI-protected file on Windows).
+/// - **macOS**: encrypted by the login Keychain, as a generic password of the service
+///   `Microsoft.Developer.IdentityService` and the account `MSALCache` (for the default
+///   cache; other caches use their own name), with `~/.IdentityService/<name>.nocae|.cae` as
+///   the signal file, as azure-identity does.
+/// - **Windows**: the file `%LOCALAPPDATA%\.IdentityService\<name>.nocae|.cae`, encrypted by
+///   the Data Protection API for the current user, as azure-identity does.
+///
+/// The macOS and Windows stores are built only on their own targets, which this project's CI
+/// does not build; the Linux store is tested against a real gnome-keyring.
 ///
 /// When there is no usable secret store, building the credential fails with
 /// [`BuildError::PersistenceUnavailable`], saying why, unless `allow_unencrypted_storage` is
@@ -93,16 +100,20 @@ impl Persistence {
                 "'{name}' is not a valid cache name: use a plain file name"
             )));
         }
-        let home = environment
-            .var("HOME")
-            .or_else(|| environment.var("USERPROFILE"))
-            .filter(|home| !home.is_empty())
+        // azure-identity keeps the caches under %LOCALAPPDATA% on Windows, under the home
+        // directory elsewhere.
+        let var = |name: &str| environment.var(name).filter(|value| !value.is_empty());
+        let base = cfg!(windows)
+            .then(|| var("LOCALAPPDATA"))
+            .flatten()
+            .or_else(|| var("HOME"))
+            .or_else(|| var("USERPROFILE"))
             .ok_or_else(|| {
                 BuildError::PersistenceUnavailable(
                     "no home directory (HOME) for the token cache".to_owned(),
                 )
             })?;
-        let directory = PathBuf::from(home).join(".IdentityService");
+        let directory = PathBuf::from(base).join(".IdentityService");
         let stores = match SecretStore::open(environment) {
             Ok(secret_store) => [
                 secret_store.store(name, ".nocae"),
@@ -166,14 +177,47 @@ impl SecretStore {
     }
 }
 
-/// The platform's store for secrets: none is supported on this platform yet.
-#[cfg(not(target_os = "linux"))]
+/// The macOS Keychain.
+#[cfg(target_os = "macos")]
 struct SecretStore;
 
-#[cfg(not(target_os = "linux"))]
+#[cfg(target_os = "macos")]
 impl SecretStore {
     fn open(_environment: &dyn Environment) -> Result<Self, String> {
-        Err("no platform secret store is supported on this platform yet".to_owned())
+        Ok(Self)
+    }
+
+    /// Where the cache `<name><suffix>` goes: the Keychain item azure-identity uses for it.
+    fn store(&self, name: &str, suffix: &str) -> Store {
+        Store::Keychain {
+            account: crate::platform_store::keychain_account(name, suffix),
+        }
+    }
+}
+
+/// Windows' Data Protection API.
+#[cfg(windows)]
+struct SecretStore;
+
+#[cfg(windows)]
+impl SecretStore {
+    fn open(_environment: &dyn Environment) -> Result<Self, String> {
+        Ok(Self)
+    }
+
+    fn store(&self, _name: &str, _suffix: &str) -> Store {
+        Store::DataProtection
+    }
+}
+
+/// No store for secrets is supported on this platform.
+#[cfg(not(any(target_os = "linux", target_os = "macos", windows)))]
+struct SecretStore;
+
+#[cfg(not(any(target_os = "linux", target_os = "macos", windows)))]
+impl SecretStore {
+    fn open(_environment: &dyn Environment) -> Result<Self, String> {
+        Err("no platform secret store is supported on this platform".to_owned())
     }
 
     fn store(&self, _name: &str, _suffix: &str) -> Store {
