@@ -226,6 +226,30 @@ pub mod internal {
             ))
         }
 
+        /// The cache `schema` (`<name>.nocae` or `.cae`) kept by the Secret Service on the
+        /// bus at `bus_address`, signalled by the file at `path`.
+        ///
+        /// # Errors
+        ///
+        /// The Secret Service cannot be used.
+        #[cfg(target_os = "linux")]
+        pub fn in_secret_service(
+            path: impl Into<std::path::PathBuf>,
+            schema: &str,
+            bus_address: &str,
+        ) -> Result<Self, String> {
+            let environment =
+                crate::MapEnvironment::new().with("DBUS_SESSION_BUS_ADDRESS", bus_address);
+            let connection = crate::secret_service::SecretServiceConnection::open(&environment)?;
+            Ok(Self(crate::msal_file::MsalCacheFile::new(
+                path.into(),
+                crate::msal_file::Store::SecretService {
+                    connection: std::sync::Arc::new(connection),
+                    schema: schema.to_owned(),
+                },
+            )))
+        }
+
         /// Adds an application's access token, under the file's lock.
         ///
         /// # Errors

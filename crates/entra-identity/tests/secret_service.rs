@@ -374,3 +374,68 @@ fn a_bus_without_a_secret_service_is_a_clear_error() {
     let message = built.expect_err("no Secret Service").to_string();
     assert!(message.contains("Secret Service"), "{message}");
 }
+
+/// Runs as a worker process when asked to: writes tokens into the keyring-kept cache.
+#[test]
+fn keyring_worker_writes_tokens() {
+    let (Ok(bus), Ok(signal), Ok(worker)) = (
+        std::env::var("ENTRA_KEYRING_BUS"),
+        std::env::var("ENTRA_KEYRING_SIGNAL"),
+        std::env::var("ENTRA_KEYRING_WORKER"),
+    ) else {
+        return; // not a worker run
+    };
+    let cache =
+        entra_identity::internal::CacheFile::in_secret_service(signal, "concurrent.nocae", &bus)
+            .expect("the Secret Service");
+    for index in 0..TOKENS_PER_WORKER {
+        let scope = format!("api://resource-{worker}-{index}/.default");
+        cache
+            .store_access_token(
+                "client",
+                "login.example",
+                "tenant",
+                &scope,
+                "secret",
+                4_000_000_000,
+                1,
+            )
+            .expect("stored");
+    }
+}
+
+const TOKENS_PER_WORKER: usize = 50;
+
+#[test]
+fn four_processes_writing_to_the_keyring_at_once_lose_nothing() {
+    let session = Session::start();
+    let signal = session.signal_file("concurrent.nocae");
+    let exe = std::env::current_exe().expect("test binary");
+    let workers: Vec<_> = (0..4)
+        .map(|worker| {
+            Command::new(&exe)
+                .args([
+                    "--exact",
+                    "keyring_worker_writes_tokens",
+                    "--test-threads=1",
+                ])
+                .env("ENTRA_KEYRING_BUS", &session.bus_address)
+                .env("ENTRA_KEYRING_SIGNAL", &signal)
+                .env("ENTRA_KEYRING_WORKER", worker.to_string())
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("worker")
+        })
+        .collect();
+    for mut worker in workers {
+        assert!(worker.wait().expect("worker").success());
+    }
+    let document = session
+        .stored_cache("concurrent.nocae")
+        .expect("valid JSON in the keyring");
+    assert_eq!(
+        document["AccessToken"].as_object().map(|map| map.len()),
+        Some(4 * TOKENS_PER_WORKER)
+    );
+    assert_eq!(std::fs::metadata(&signal).expect("signal").len(), 0);
+}
