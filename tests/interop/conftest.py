@@ -219,18 +219,7 @@ def emu(emulator: Emulator) -> Emulator:
 # The Secret Service
 # ---------------------------------------------------------------------------------------------
 
-_BUS_CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>session</type>
-  <listen>unix:tmpdir=/tmp</listen>
-  <policy context="default">
-    <allow send_destination="*" eavesdrop="true"/>
-    <allow eavesdrop="true"/>
-    <allow own="*"/>
-  </policy>
-</busconfig>
-"""
+_BUS_CONFIG = WORKSPACE / "tests" / "keyring" / "session-bus.conf"
 
 
 @pytest.fixture(scope="session")
@@ -244,11 +233,10 @@ def keyring() -> Iterator[Keyring]:
         temp_dir = Path(temp)
         (temp_dir / "home").mkdir()
         (temp_dir / "run").mkdir(mode=0o700)
-        (temp_dir / "bus.conf").write_text(_BUS_CONFIG)
         bus = subprocess.Popen(
             [
                 "dbus-daemon",
-                f"--config-file={temp_dir / 'bus.conf'}",
+                f"--config-file={_BUS_CONFIG}",
                 f"--address=unix:path={temp_dir / 'run' / 'bus'}",
                 "--nofork",
                 "--nopidfile",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import subprocess
 import time
 import uuid
@@ -422,3 +423,40 @@ class Keyring:
         if found.returncode != 0 or not found.stdout:
             return None
         return json.loads(found.stdout)
+
+
+def entra_cached_token(
+    emu: Emulator,
+    home: Path,
+    assertion_file: Path,
+    scope: str,
+    cache_name: str,
+    *,
+    allow_unencrypted: bool = False,
+    bus_address: str | None = None,
+) -> str:
+    """Runs `entra token client-assertion` with a persistent cache under `home` (kept by the
+    Secret Service on `bus_address` when given) and returns the token."""
+    binary = os.environ.get("ENTRA_BIN", "target/debug/entra")
+    environment = {"PATH": os.environ.get("PATH", ""), "HOME": str(home)}
+    if bus_address is not None:
+        environment["DBUS_SESSION_BUS_ADDRESS"] = bus_address
+    result = subprocess.run(
+        [
+            binary, "token", "client-assertion",
+            "--tenant-id", TENANT, "--client-id", WORKLOAD,
+            "--authority", emu.url, "--ca-file", emu.ca_path,
+            "--assertion-file", str(assertion_file),
+            "--scope", scope,
+            "--cache-name", cache_name,
+            *(["--allow-unencrypted-cache"] if allow_unencrypted else []),
+            "--output", "token",
+        ],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()

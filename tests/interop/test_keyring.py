@@ -13,7 +13,7 @@ from pathlib import Path
 
 from azure.identity import ClientAssertionCredential, TokenCachePersistenceOptions
 
-from interop_support import APP_SCOPE, TENANT, WORKLOAD, Emulator, Keyring
+from interop_support import APP_SCOPE, TENANT, WORKLOAD, Emulator, Keyring, entra_cached_token
 
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
 CACHE_NAME = "shared-keyring"
@@ -22,30 +22,9 @@ CACHE_NAME = "shared-keyring"
 def entra_token(
     emu: Emulator, keyring: Keyring, home: Path, assertion_file: Path, scope: str
 ) -> str:
-    """Runs `entra token client-assertion` with the encrypted cache and returns the token."""
-    binary = os.environ.get("ENTRA_BIN", "target/debug/entra")
-    result = subprocess.run(
-        [
-            binary, "token", "client-assertion",
-            "--tenant-id", TENANT, "--client-id", WORKLOAD,
-            "--authority", emu.url, "--ca-file", emu.ca_path,
-            "--assertion-file", str(assertion_file),
-            "--scope", scope,
-            "--cache-name", CACHE_NAME,
-            "--output", "token",
-        ],
-        env={
-            "PATH": os.environ.get("PATH", ""),
-            "HOME": str(home),
-            "DBUS_SESSION_BUS_ADDRESS": keyring.bus_address,
-        },
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    return entra_cached_token(
+        emu, home, assertion_file, scope, CACHE_NAME, bus_address=keyring.bus_address
     )
-    assert result.returncode == 0, result.stderr
-    return result.stdout.strip()
 
 
 def python_credential(emu: Emulator, assertion: str) -> ClientAssertionCredential:

@@ -7,39 +7,20 @@ Service is there (test_keyring.py shares the encrypted cache).
 
 from __future__ import annotations
 
-import os
-import subprocess
 from pathlib import Path
 
 import msal_extensions
 from azure.identity import ClientAssertionCredential, TokenCachePersistenceOptions
 
-from interop_support import APP_SCOPE, TENANT, WORKLOAD, Emulator
+from interop_support import APP_SCOPE, TENANT, WORKLOAD, Emulator, entra_cached_token
 
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
 
 
 def entra_token(emu: Emulator, home: Path, assertion_file: Path, scope: str) -> str:
-    """Runs `entra token client-assertion` with the shared cache and returns the token."""
-    binary = os.environ["ENTRA_BIN"] if "ENTRA_BIN" in os.environ else "target/debug/entra"
-    result = subprocess.run(
-        [
-            binary, "token", "client-assertion",
-            "--tenant-id", TENANT, "--client-id", WORKLOAD,
-            "--authority", emu.url, "--ca-file", emu.ca_path,
-            "--assertion-file", str(assertion_file),
-            "--scope", scope,
-            "--cache-name", "shared", "--allow-unencrypted-cache",
-            "--output", "token",
-        ],
-        env={"PATH": os.environ.get("PATH", ""), "HOME": str(home)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    return entra_cached_token(
+        emu, home, assertion_file, scope, "shared", allow_unencrypted=True
     )
-    assert result.returncode == 0, result.stderr
-    return result.stdout.strip()
 
 
 def python_credential(emu: Emulator, assertion: str) -> ClientAssertionCredential:

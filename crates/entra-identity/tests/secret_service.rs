@@ -15,18 +15,11 @@ use entra_identity::{BuildError, MapEnvironment, TokenCachePersistenceOptions, T
 
 const KEYRING_PASSWORD: &str = "keyring-password";
 
-const BUS_CONFIG: &str = r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>session</type>
-  <listen>unix:tmpdir=/tmp</listen>
-  <policy context="default">
-    <allow send_destination="*" eavesdrop="true"/>
-    <allow eavesdrop="true"/>
-    <allow own="*"/>
-  </policy>
-</busconfig>
-"#;
+/// The private session bus's configuration, shared with the Python interop suite.
+const BUS_CONFIG: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../tests/keyring/session-bus.conf"
+);
 
 /// A session bus and, on it, gnome-keyring's Secret Service, with a home of their own.
 struct Session {
@@ -49,12 +42,9 @@ impl Session {
         for sub in ["home", "run"] {
             std::fs::create_dir(dir.path().join(sub)).expect("dir");
         }
-        // A bus of our own, without the system's service files: nothing may be started on
-        // it but what the test starts, or D-Bus would activate a keyring of its own.
-        let config = dir.path().join("bus.conf");
-        std::fs::write(&config, BUS_CONFIG).expect("bus config");
+        // A bus of our own, without the system's service files (see the config).
         let mut bus = Command::new("dbus-daemon")
-            .arg(format!("--config-file={}", config.display()))
+            .arg(format!("--config-file={BUS_CONFIG}"))
             .args(["--nofork", "--nopidfile", "--print-address=1"])
             .arg(format!(
                 "--address=unix:path={}",
