@@ -76,7 +76,10 @@ pub(crate) struct CommonArgs {
     /// A PEM file of extra trusted CA certificates (a private cloud, the emulator).
     #[arg(long, value_name = "PEM")]
     ca_file: Option<PathBuf>,
-    /// The persistent token cache's name.
+    /// Keep tokens in the persistent cache of this name, shared with other processes and
+    /// with azure-identity: encrypted by the platform's secret store (on Linux the Secret
+    /// Service, e.g. an unlocked GNOME Keyring), else refused unless unencrypted storage is
+    /// allowed.
     #[arg(long, value_name = "NAME")]
     cache_name: Option<String>,
     /// Allow the persistent cache to be stored unencrypted when no encryption is available.
