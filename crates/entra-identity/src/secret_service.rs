@@ -105,6 +105,10 @@ impl SecretServiceConnection {
             if found.unlocked.is_empty() && !found.locked.is_empty() {
                 return Err(secret_service::Error::Locked);
             }
+            if let [only] = found.unlocked.as_slice() {
+                return Ok(Some(Zeroizing::new(only.get_secret()?)));
+            }
+            // Several collections may hold one: the newest wins.
             let mut newest = None;
             for item in &found.unlocked {
                 let modified = item.get_modified()?;

@@ -2,6 +2,9 @@
 
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
+#[cfg(target_os = "linux")]
+pub mod keyring;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 

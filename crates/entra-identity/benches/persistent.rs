@@ -1,0 +1,186 @@
+//! What the persistent cache costs a new process: the first token of a new credential from
+//! Entra ID (the emulator), from the cache file, or from the Secret Service (gnome-keyring),
+//! and what building a credential with each costs.
+//!
+//! `cargo bench -p entra-identity --bench persistent`
+//!
+//! Needs dbus-daemon and gnome-keyring-daemon (scripts/test installs them); a private bus and
+//! keyring are started for the run.
+
+#![allow(missing_docs)]
+
+#[cfg(target_os = "linux")]
+#[path = "../tests/common/keyring.rs"]
+mod keyring;
+
+#[cfg(not(target_os = "linux"))]
+fn main() {
+    println!("the Secret Service exists on Linux only: nothing to measure here");
+}
+
+#[cfg(target_os = "linux")]
+fn main() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(linux::measure());
+}
+
+#[cfg(target_os = "linux")]
+mod linux {
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use entra_emulator::{
+        ApplicationConfig, Emulator, EmulatorConfig, FederatedCredentialConfig, TenantConfig,
+    };
+    use entra_identity::{
+        ClientAssertionCredential, HttpOptions, MapEnvironment, TokenCachePersistenceOptions,
+        TokenCredential,
+    };
+
+    use crate::keyring::Session;
+
+    const TENANT: &str = "aaaaaaaa-0000-0000-0000-000000000001";
+    const CLIENT: &str = "10000000-0000-0000-0000-000000000003";
+    const SCOPE: &str = "https://graph.microsoft.com/.default";
+    const RUNS: usize = 200;
+    /// Other applications' tokens in the cache, so reads parse a cache of realistic size.
+    const OTHER_TOKENS: usize = 50;
+
+    #[derive(Clone, Copy)]
+    enum Source {
+        Entra,
+        File,
+        Keyring,
+    }
+
+    pub(crate) async fn measure() {
+        let session = Session::start();
+        let emulator = Emulator::builder()
+            .config(config())
+            .start()
+            .await
+            .expect("emulator");
+        let assertion = emulator
+            .mint_federated_token("bench", None, 3600)
+            .expect("assertion");
+        let file_home = tempfile::tempdir().expect("home");
+        let build = |source: Source| {
+            let assertion = assertion.clone();
+            let builder = ClientAssertionCredential::builder(TENANT, CLIENT, move || {
+                let assertion = assertion.clone();
+                async move { Ok::<_, std::io::Error>(assertion) }
+            })
+            .authority(emulator.url())
+            .http_options(HttpOptions::default().trust_pem(emulator.ca_pem()));
+            match source {
+                Source::Entra => builder.environment(Arc::new(MapEnvironment::new())),
+                Source::File => builder
+                    .environment(Arc::new(
+                        MapEnvironment::new().with("HOME", file_home.path().to_string_lossy()),
+                    ))
+                    .cache_persistence_options(
+                        TokenCachePersistenceOptions::new()
+                            .with_name("bench")
+                            .with_allow_unencrypted_storage(true),
+                    ),
+                Source::Keyring => builder
+                    .environment(session.environment())
+                    .cache_persistence_options(
+                        TokenCachePersistenceOptions::new().with_name("bench"),
+                    ),
+            }
+            .build()
+            .expect("credential")
+        };
+
+        // Fill both caches with the token and other entries; warm the connection pool.
+        for source in [Source::Entra, Source::File, Source::Keyring] {
+            let credential = build(source);
+            for other in 0..OTHER_TOKENS {
+                credential
+                    .get_token(
+                        &[&format!("api://other-{other}/.default")],
+                        None,
+                        None,
+                        false,
+                    )
+                    .await
+                    .expect("fill");
+            }
+            credential
+                .get_token(&[SCOPE], None, None, false)
+                .await
+                .expect("fill");
+        }
+        let requests_before = emulator.counters().token_requests;
+
+        println!(
+            "a new credential's first token (median of {RUNS}; caches hold {} tokens)",
+            OTHER_TOKENS + 1
+        );
+        let mut baseline = 0.0;
+        for (label, source) in [
+            ("Entra ID (no persistent cache)", Source::Entra),
+            ("cache file (unencrypted)", Source::File),
+            ("Secret Service (gnome-keyring)", Source::Keyring),
+        ] {
+            let mut builds = Vec::with_capacity(RUNS);
+            let mut firsts = Vec::with_capacity(RUNS);
+            for _ in 0..RUNS {
+                let started = Instant::now();
+                let credential = build(source);
+                builds.push(started.elapsed());
+                let started = Instant::now();
+                credential
+                    .get_token(&[SCOPE], None, None, false)
+                    .await
+                    .expect("token");
+                firsts.push(started.elapsed());
+            }
+            let first = median(&mut firsts);
+            if matches!(source, Source::Entra) {
+                baseline = first;
+            }
+            println!(
+                "  {label:<32} first token {first:>9.1} µs ({:.2}x Entra ID)   build {:>9.1} µs",
+                first / baseline,
+                median(&mut builds)
+            );
+        }
+        let requests = emulator.counters().token_requests - requests_before;
+        println!(
+            "  token requests during the runs: {requests} ({RUNS} expected, all from the first row)"
+        );
+    }
+
+    fn config() -> EmulatorConfig {
+        EmulatorConfig {
+            tenants: vec![TenantConfig {
+                id: Some(TENANT.into()),
+                applications: (0..=OTHER_TOKENS)
+                    .map(|index| ApplicationConfig {
+                        name: format!("app-{index}"),
+                        client_id: (index == 0).then(|| CLIENT.into()),
+                        app_id_uri: (index > 0).then(|| format!("api://other-{}", index - 1)),
+                        federated_credentials: if index == 0 {
+                            vec![FederatedCredentialConfig {
+                                subject: "bench".into(),
+                                ..Default::default()
+                            }]
+                        } else {
+                            Vec::new()
+                        },
+                        ..ApplicationConfig::default()
+                    })
+                    .collect(),
+                ..TenantConfig::default()
+            }],
+            ..EmulatorConfig::default()
+        }
+    }
+
+    fn median(samples: &mut [Duration]) -> f64 {
+        samples.sort();
+        samples[samples.len() / 2].as_secs_f64() * 1e6
+    }
+}
