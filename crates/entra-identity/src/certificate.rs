@@ -243,12 +243,16 @@ impl ClientCertificate {
     }
 }
 
+/// How many audiences (tenants' token endpoints) a signer keeps a recent assertion for, so a
+/// multi-tenant credential that alternates between a few tenants does not sign every time.
+const RECENT_AUDIENCES: usize = 8;
+
 /// A certificate and the assertions it signed recently, reused for a few minutes.
 #[derive(Debug)]
 pub(crate) struct CertificateSigner {
     certificate: ClientCertificate,
     send_chain: bool,
-    recent: Mutex<Option<RecentAssertion>>,
+    recent: Mutex<Vec<RecentAssertion>>,
 }
 
 #[derive(Debug)]
@@ -263,12 +267,12 @@ impl CertificateSigner {
         Self {
             certificate,
             send_chain,
-            recent: Mutex::new(None),
+            recent: Mutex::new(Vec::new()),
         }
     }
 
-    /// An assertion for `audience`: the last one when it is for the same audience and less
-    /// than five minutes old, else a new one.
+    /// An assertion for `audience`: the one signed for it last when that is less than five
+    /// minutes old, else a new one.
     pub(crate) fn assertion(
         &self,
         client_id: &str,
@@ -280,16 +284,22 @@ impl CertificateSigner {
             .recent
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(previous) = recent.as_ref() {
-            let age = now - previous.signed_at;
-            if previous.audience == audience && (0..ASSERTION_REUSE_SECS).contains(&age) {
-                return Ok(previous.assertion.clone());
-            }
+        let fresh =
+            |entry: &RecentAssertion| (0..ASSERTION_REUSE_SECS).contains(&(now - entry.signed_at));
+        if let Some(previous) = recent.iter().find(|entry| entry.audience == audience)
+            && fresh(previous)
+        {
+            return Ok(previous.assertion.clone());
         }
         let assertion =
             self.certificate
                 .sign_assertion(client_id, audience, now, adfs, self.send_chain)?;
-        *recent = Some(RecentAssertion {
+        recent.retain(|entry| entry.audience != audience && fresh(entry));
+        if recent.len() == RECENT_AUDIENCES {
+            // The oldest goes: it expires first.
+            recent.remove(0);
+        }
+        recent.push(RecentAssertion {
             audience: audience.to_owned(),
             signed_at: now,
             assertion: assertion.clone(),
@@ -525,5 +535,27 @@ mod tests {
         assert_eq!(first.expose_secret(), reused.expose_secret());
         assert_ne!(first.expose_secret(), renewed.expose_secret());
         assert_ne!(renewed.expose_secret(), other_audience.expose_secret());
+        // Alternating audiences (tenants) each keep their own assertion.
+        let back = signer
+            .assertion("client", "aud", 1301, false)
+            .expect("sign");
+        let other_again = signer
+            .assertion("client", "aud2", 1302, false)
+            .expect("sign");
+        assert_eq!(back.expose_secret(), renewed.expose_secret());
+        assert_eq!(other_again.expose_secret(), other_audience.expose_secret());
+        // A bounded number of audiences: the oldest is dropped first.
+        for index in 0..RECENT_AUDIENCES {
+            signer
+                .assertion("client", &format!("tenant-{index}"), 1303, false)
+                .expect("sign");
+        }
+        let recent = signer.recent.lock().expect("lock");
+        assert_eq!(recent.len(), RECENT_AUDIENCES);
+        assert!(
+            recent
+                .iter()
+                .all(|entry| entry.audience.starts_with("tenant-"))
+        );
     }
 }
