@@ -25,6 +25,10 @@ pub(crate) struct Directory {
     tenants: Vec<Tenant>,
     /// Public keys (PKCS#1 DER) of external issuers, by issuer.
     trusted_issuers: HashMap<String, Vec<Vec<u8>>>,
+    /// Where each user is, `(tenant, user)` indexes, by lower-cased object ID and by UPN: a
+    /// lookup per token request must not scan every user. Nothing is ever unregistered, so
+    /// the indexes stay valid.
+    users: HashMap<String, (usize, usize)>,
 }
 
 pub(crate) struct Tenant {
@@ -74,13 +78,8 @@ impl Directory {
     }
 
     pub(crate) fn user(&self, object_id_or_upn: &str) -> Option<&User> {
-        self.tenants
-            .iter()
-            .flat_map(|tenant| tenant.users.iter())
-            .find(|user| {
-                user.object_id.eq_ignore_ascii_case(object_id_or_upn)
-                    || user.upn.eq_ignore_ascii_case(object_id_or_upn)
-            })
+        let &(tenant, user) = self.users.get(&object_id_or_upn.to_lowercase())?;
+        self.tenants.get(tenant)?.users.get(user)
     }
 
     pub(crate) fn trusted_issuer_keys(&self, issuer: &str) -> Option<&[Vec<u8>]> {
@@ -210,11 +209,12 @@ impl Directory {
                 config.upn
             )));
         }
-        let tenant = self
+        let tenant_index = self
             .tenants
-            .iter_mut()
-            .find(|candidate| candidate.is_named(tenant))
+            .iter()
+            .position(|candidate| candidate.is_named(tenant))
             .ok_or_else(|| Error::Config(format!("no tenant '{tenant}'")))?;
+        let tenant = &mut self.tenants[tenant_index];
         let user = User {
             object_id,
             name: config.name.clone().unwrap_or_else(|| config.upn.clone()),
@@ -222,6 +222,9 @@ impl Directory {
             tenant_id: tenant.id.clone(),
         };
         let info = user.info();
+        let place = (tenant_index, tenant.users.len());
+        self.users.insert(user.object_id.to_lowercase(), place);
+        self.users.insert(user.upn.to_lowercase(), place);
         tenant.users.push(user);
         Ok(info)
     }
@@ -465,6 +468,58 @@ mod tests {
         assert!(directory.tenant(&info.id.to_uppercase()).is_some());
         assert!(directory.tenant("contoso.ONMICROSOFT.com").is_some());
         assert!(directory.tenant("fabrikam").is_none());
+    }
+
+    #[test]
+    fn users_are_found_in_their_tenant_by_object_id_or_upn_case_insensitively() {
+        let (ca, dir) = registrar_parts();
+        let registrar = Registrar {
+            ca: &ca,
+            state_dir: dir.path(),
+            federation_issuer: "iss",
+        };
+        let mut directory = Directory::default();
+        for tenant in ["t1", "t2"] {
+            let config = TenantConfig {
+                id: Some(tenant.into()),
+                ..Default::default()
+            };
+            directory.add_tenant(&config, &registrar).expect("tenant");
+        }
+        let user = |upn: &str| UserConfig {
+            upn: upn.into(),
+            ..Default::default()
+        };
+        let first = directory.add_user("t1", &user("Ann@t1")).expect("ann");
+        let second = directory.add_user("t2", &user("bob@t2")).expect("bob");
+        let found = directory.user("ann@T1").expect("by upn");
+        assert_eq!(
+            (found.upn.as_str(), found.tenant_id.as_str()),
+            ("Ann@t1", "t1")
+        );
+        let found = directory
+            .user(&second.object_id.to_uppercase())
+            .expect("by object id");
+        assert_eq!(
+            (found.upn.as_str(), found.tenant_id.as_str()),
+            ("bob@t2", "t2")
+        );
+        assert_eq!(
+            directory
+                .user(&first.object_id)
+                .map(|user| user.upn.as_str()),
+            Some("Ann@t1")
+        );
+        assert!(directory.user("carol@t1").is_none());
+        assert!(
+            directory.add_user("t2", &user("ANN@t1")).is_err(),
+            "duplicate upn"
+        );
+        assert!(
+            directory.add_user("t3", &user("dan@t3")).is_err(),
+            "no such tenant"
+        );
+        assert!(directory.user("dan@t3").is_none());
     }
 
     #[test]
