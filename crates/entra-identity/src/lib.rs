@@ -214,6 +214,9 @@ pub mod internal {
     }
 
     /// A token cache file in MSAL's format, as persistent caching writes it.
+    ///
+    /// Its methods block (on files, locks and D-Bus): call them from a plain thread or
+    /// `spawn_blocking`, never from an async task.
     #[derive(Debug)]
     pub struct CacheFile(crate::msal_file::MsalCacheFile);
 

@@ -29,6 +29,7 @@ pub(crate) fn keychain_account(name: &str, suffix: &str) -> String {
 /// The login Keychain.
 #[cfg(target_os = "macos")]
 pub(crate) mod keychain {
+    use security_framework::os::macos::keychain::SecKeychain;
     use security_framework::passwords::PasswordOptions;
     use zeroize::Zeroizing;
 
@@ -39,18 +40,35 @@ pub(crate) mod keychain {
 
     /// The cache stored for `account`, if there is one.
     pub(crate) fn load(account: &str) -> std::io::Result<Option<Zeroizing<Vec<u8>>>> {
-        let item = PasswordOptions::new_generic_password(KEYCHAIN_SERVICE, account);
-        match security_framework::passwords::generic_password(item) {
-            Ok(bytes) => Ok(Some(Zeroizing::new(bytes))),
-            Err(error) if error.code() == ITEM_NOT_FOUND => Ok(None),
-            Err(error) => Err(std::io::Error::other(format!("Keychain: {error}"))),
-        }
+        without_dialogs(|| {
+            let item = PasswordOptions::new_generic_password(KEYCHAIN_SERVICE, account);
+            match security_framework::passwords::generic_password(item) {
+                Ok(bytes) => Ok(Some(Zeroizing::new(bytes))),
+                Err(error) if error.code() == ITEM_NOT_FOUND => Ok(None),
+                Err(error) => Err(std::io::Error::other(format!("Keychain: {error}"))),
+            }
+        })
     }
 
     /// Stores `document` for `account`, replacing what was there.
     pub(crate) fn save(account: &str, document: &[u8]) -> std::io::Result<()> {
-        security_framework::passwords::set_generic_password(KEYCHAIN_SERVICE, account, document)
-            .map_err(|error| std::io::Error::other(format!("Keychain: {error}")))
+        without_dialogs(|| {
+            security_framework::passwords::set_generic_password(KEYCHAIN_SERVICE, account, document)
+                .map_err(|error| std::io::Error::other(format!("Keychain: {error}")))
+        })
+    }
+
+    /// Runs `operation` with the Keychain's dialogs (unlock, allow access) turned off, so a
+    /// locked keychain or an item another program created fails at once instead of waiting
+    /// for someone to answer. The switch is process-wide: one operation at a time holds it.
+    fn without_dialogs<T>(operation: impl FnOnce() -> std::io::Result<T>) -> std::io::Result<T> {
+        static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _turn = ONE_AT_A_TIME
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _no_dialogs = SecKeychain::disable_user_interaction()
+            .map_err(|error| std::io::Error::other(format!("Keychain: {error}")))?;
+        operation()
     }
 }
 
