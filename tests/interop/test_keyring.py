@@ -73,6 +73,25 @@ def test_each_side_reads_what_the_other_kept_in_the_keyring(
     assert signal_file.read_bytes() == b""
 
 
+def test_a_running_python_credential_sees_what_entra_adds(
+    emu: Emulator, keyring: Keyring, tmp_path: Path, monkeypatch
+) -> None:
+    """msal-extensions reloads only when the signal file's time moves: entra must touch it."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    assertion = emu.federated_token()
+    assertion_file = tmp_path / "assertion"
+    assertion_file.write_text(assertion)
+
+    long_lived = python_credential(emu, assertion)
+    long_lived.get_token(APP_SCOPE)  # loads the cache and notes when
+    written_by_entra = entra_token(emu, keyring, home, assertion_file, GRAPH_SCOPE)
+    requests = len(emu.token_requests())
+    assert long_lived.get_token(GRAPH_SCOPE).token == written_by_entra
+    assert len(emu.token_requests()) == requests
+
+
 def test_entra_refuses_a_missing_secret_service_as_azure_identity_does(
     emu: Emulator, tmp_path: Path
 ) -> None:

@@ -278,11 +278,18 @@ impl MsalCacheFile {
     }
 
     /// msal-extensions reloads a cache kept in a secret store when its signal file's time
-    /// changes. Emptying the file also wipes any plaintext cache an earlier, unencrypted run
-    /// left there.
+    /// changes: the file is touched, as msal-extensions does, never emptied, since a process
+    /// without the secret store may keep its allowed plaintext cache there.
     #[cfg(any(target_os = "linux", target_os = "macos"))]
     fn signal_change(&self) -> std::io::Result<()> {
-        private_file(&self.path).map(drop)
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt as _;
+            options.mode(0o600);
+        }
+        options.open(&self.path)?.set_modified(SystemTime::now())
     }
 
     fn describe(&self) -> String {

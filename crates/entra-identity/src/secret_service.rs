@@ -6,12 +6,16 @@
 //! collection, labelled `MSALCache`, with the attributes `xdg:schema = <name>.nocae|.cae` and
 //! `MsalClientID = Microsoft.Developer.IdentityService`, holding the whole unified-cache JSON.
 //!
-//! Nothing here ever shows a prompt: a server has no one to answer it, and waiting for a prompt
-//! would hang a token request. A locked keyring is reported as an error instead.
+//! Nothing here waits for a prompt: a server has no one to answer it, and waiting would hang a
+//! token request while holding the cache's lock. A locked keyring is reported as an error;
+//! a Secret Service that asks for a prompt anyway (KeePassXC may, to allow a write) is
+//! abandoned after [`OPERATION_DEADLINE`] by closing the connection, and left alone for
+//! [`COOL_DOWN`] so that later requests fail fast instead of waiting again.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::sync::mpsc::RecvTimeoutError;
+use std::time::{Duration, Instant};
 
 use secret_service::EncryptionType;
 use secret_service::blocking::SecretService;
@@ -29,12 +33,31 @@ const LABEL: &str = "MSALCache";
 const CONTENT_TYPE: &str = "text/plain";
 /// A D-Bus call that takes longer than this has failed: a token request must not hang on it.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest a whole operation (connecting, or a load or save of several calls, or a
+/// prompt) may take. Well under the cache lock's stale age (a minute), so that no other
+/// process breaks the lock while this one still holds it, even with one retry.
+pub(crate) const OPERATION_DEADLINE: Duration = Duration::from_secs(10);
+/// How long a Secret Service that kept an operation past its deadline is left alone.
+pub(crate) const COOL_DOWN: Duration = Duration::from_secs(300);
 
 /// A connection to the session bus's Secret Service, made when first needed and made again
 /// after a failure.
 pub(crate) struct SecretServiceConnection {
     bus_address: String,
-    service: Mutex<Option<SecretService<'static>>>,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    connected: Option<Connected>,
+    /// Set when an operation overran its deadline: until then, operations fail at once.
+    resting_until: Option<Instant>,
+}
+
+struct Connected {
+    service: SecretService<'static>,
+    /// The same connection as the service's, kept to close it when an operation overruns.
+    bus: zbus::blocking::Connection,
 }
 
 impl std::fmt::Debug for SecretServiceConnection {
@@ -47,18 +70,19 @@ impl std::fmt::Debug for SecretServiceConnection {
 
 impl Drop for SecretServiceConnection {
     fn drop(&mut self) {
-        let service = self
-            .service
+        let connected = self
+            .state
             .get_mut()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .connected
             .take();
         // Closing a blocking D-Bus connection blocks on zbus' own runtime, which panics
         // inside an async task, where credentials are usually dropped; a thread of its own
         // closes it instead.
-        if let Some(service) = service {
+        if let Some(connected) = connected {
             let closed = std::thread::Builder::new()
                 .name("entra-identity-secret-service".to_owned())
-                .spawn(move || drop(service));
+                .spawn(move || drop(connected));
             if let Err(error) = closed {
                 tracing::debug!("cannot close the Secret Service connection: {error}");
             }
@@ -69,33 +93,30 @@ impl Drop for SecretServiceConnection {
 impl SecretServiceConnection {
     /// Connects to the Secret Service on the session bus that `environment` names, and checks
     /// that it can store the cache without a prompt: its default collection exists and is
-    /// unlocked.
-    ///
-    /// The check runs on a thread of its own, so that it neither blocks an async runtime
-    /// that builds a credential nor waits longer than a few seconds for a silent bus.
+    /// unlocked. Blocks the calling thread for a few milliseconds; a Secret Service that
+    /// does not answer costs a few times [`OPERATION_DEADLINE`] at most.
     pub(crate) fn open(environment: &dyn Environment) -> Result<Self, String> {
-        let bus_address = session_bus_address(environment)?;
         let connection = Self {
-            bus_address,
-            service: Mutex::new(None),
+            bus_address: session_bus_address(environment)?,
+            state: Mutex::new(State::default()),
         };
+        // Blocking D-Bus calls panic on a thread that runs async tasks, where credentials are
+        // often built: the check runs on a thread of its own.
         let (sender, receiver) = std::sync::mpsc::channel();
-        let thread = std::thread::Builder::new()
+        std::thread::Builder::new()
             .name("entra-identity-secret-service".to_owned())
             .spawn(move || {
                 let checked = connection.check_usable();
-                // The receiver is gone only when the wait below timed out.
+                // The receiver is gone only if the wait below gave up.
                 let _ = sender.send(checked.map(|()| connection));
             })
             .map_err(|error| {
                 format!("cannot start a thread to reach the Secret Service: {error}")
             })?;
-        let outcome = receiver
-            .recv_timeout(CALL_TIMEOUT * 2)
-            .map_err(|_| "the Secret Service did not answer in time".to_owned())?;
-        // The thread has finished its work once it sent the outcome.
-        let _ = thread.join();
-        outcome
+        // Connecting and the check each have their deadline, and may each run twice.
+        receiver
+            .recv_timeout(OPERATION_DEADLINE * 4)
+            .map_err(|_| "the Secret Service did not answer in time".to_owned())?
     }
 
     /// The cache stored under `schema` (`<name>.nocae` or `<name>.cae`), if there is one.
@@ -105,20 +126,23 @@ impl SecretServiceConnection {
             if found.unlocked.is_empty() && !found.locked.is_empty() {
                 return Err(secret_service::Error::Locked);
             }
-            if let [only] = found.unlocked.as_slice() {
-                return Ok(Some(Zeroizing::new(only.get_secret()?)));
-            }
-            // Several collections may hold one: the newest wins.
-            let mut newest = None;
-            for item in &found.unlocked {
-                let modified = item.get_modified()?;
-                if newest.as_ref().is_none_or(|(time, _)| modified > *time) {
-                    newest = Some((modified, item));
+            match found.unlocked.as_slice() {
+                [] => Ok(None),
+                [only] => Ok(Some(Zeroizing::new(only.get_secret()?))),
+                several => {
+                    // Other collections hold one too: the default collection's is the one
+                    // written, by libsecret as by this module.
+                    let default = service.get_default_collection()?;
+                    let preferred = several
+                        .iter()
+                        .find(|item| {
+                            item.item_path
+                                .as_str()
+                                .starts_with(&format!("{}/", default.collection_path.as_str()))
+                        })
+                        .unwrap_or(&several[0]);
+                    Ok(Some(Zeroizing::new(preferred.get_secret()?)))
                 }
-            }
-            match newest {
-                Some((_, item)) => Ok(Some(Zeroizing::new(item.get_secret()?))),
-                None => Ok(None),
             }
         })
     }
@@ -146,48 +170,139 @@ impl SecretServiceConnection {
         .map_err(|error| error.to_string())
     }
 
-    /// Runs `operation` on the connection, connecting first if needed. A failed operation
-    /// drops the connection, so the next one starts afresh (the Secret Service may have
-    /// restarted); it runs once more at once when the failure was the connection's.
+    /// Runs `operation` on the connection, connecting first if needed, within
+    /// [`OPERATION_DEADLINE`]. A failed connection is dropped, so the next operation starts
+    /// afresh (the Secret Service may have restarted); an operation that found it broken
+    /// runs once more at once.
     fn with_service<T>(
         &self,
         operation: impl Fn(&SecretService<'static>) -> Result<T, secret_service::Error>,
     ) -> std::io::Result<T> {
-        let mut slot = self
-            .service
+        let mut state = self
+            .state
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let was_connected = slot.is_some();
-        let mut outcome = self.run(&mut slot, &operation);
-        if was_connected && outcome.as_ref().is_err_and(is_connection_failure) {
-            outcome = self.run(&mut slot, &operation);
+        if let Some(until) = state.resting_until {
+            if Instant::now() < until {
+                return Err(overran());
+            }
+            state.resting_until = None;
         }
-        outcome.map_err(describe)
+        let was_connected = state.connected.is_some();
+        let mut outcome = self.run(&mut state, &operation);
+        if was_connected && outcome.as_ref().is_err_and(is_connection_failure) {
+            outcome = self.run(&mut state, &operation);
+        }
+        outcome.map_err(Into::into)
     }
 
     fn run<T>(
         &self,
-        slot: &mut Option<SecretService<'static>>,
+        state: &mut State,
         operation: &impl Fn(&SecretService<'static>) -> Result<T, secret_service::Error>,
-    ) -> Result<T, secret_service::Error> {
-        let service = match slot.take() {
-            Some(service) => service,
-            None => self.connect()?,
+    ) -> Result<T, Failure> {
+        let connected = match state.connected.take() {
+            Some(connected) => connected,
+            None => connect(&self.bus_address)?,
         };
-        let outcome = operation(&service);
-        if !outcome.as_ref().is_err_and(is_connection_failure) {
-            *slot = Some(service);
+        let (finished, outcome) = within_deadline(&connected.bus, || operation(&connected.service));
+        match outcome {
+            Err(error) if !finished => {
+                state.resting_until = Some(Instant::now() + COOL_DOWN);
+                tracing::warn!(
+                    "the Secret Service did not finish within {OPERATION_DEADLINE:?} (a prompt?): \
+                     its connection was closed, and it is left alone for {COOL_DOWN:?}: {error}"
+                );
+                Err(Failure::Overran)
+            }
+            Err(error) => {
+                if !is_broken(&error) {
+                    state.connected = Some(connected);
+                }
+                Err(Failure::Service(error))
+            }
+            Ok(value) => {
+                state.connected = Some(connected);
+                Ok(value)
+            }
         }
-        outcome
     }
+}
 
-    fn connect(&self) -> Result<SecretService<'static>, secret_service::Error> {
-        let bus = zbus::blocking::connection::Builder::address(self.bus_address.as_str())?
-            .method_timeout(CALL_TIMEOUT)
-            .build()?;
-        // The secret travels encrypted over the bus, under a key agreed for this session.
-        SecretService::connect_with_existing(EncryptionType::Dh, bus)
+/// Why an operation failed.
+#[derive(Debug)]
+enum Failure {
+    Service(secret_service::Error),
+    /// Connecting or the operation took longer than [`OPERATION_DEADLINE`].
+    Overran,
+    /// No thread could be started to connect.
+    NoThread(std::io::Error),
+}
+
+impl From<Failure> for std::io::Error {
+    fn from(failure: Failure) -> Self {
+        match failure {
+            Failure::Service(error) => describe(error),
+            Failure::Overran => overran(),
+            Failure::NoThread(error) => error,
+        }
     }
+}
+
+/// Connects on a thread of its own, so that a bus that accepts the connection and then
+/// says nothing costs [`OPERATION_DEADLINE`], not forever.
+fn connect(bus_address: &str) -> Result<Connected, Failure> {
+    let bus_address = bus_address.to_owned();
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("entra-identity-secret-service".to_owned())
+        .spawn(move || {
+            let connected = (|| {
+                let bus = zbus::blocking::connection::Builder::address(bus_address.as_str())?
+                    .method_timeout(CALL_TIMEOUT)
+                    .build()?;
+                // The secret travels encrypted over the bus, under a key agreed for this
+                // session.
+                let service =
+                    SecretService::connect_with_existing(EncryptionType::Dh, bus.clone())?;
+                Ok(Connected { service, bus })
+            })();
+            // The receiver is gone only when the wait below timed out; the connection, if
+            // any, is then dropped here, on this thread.
+            let _ = sender.send(connected);
+        })
+        .map_err(Failure::NoThread)?;
+    match receiver.recv_timeout(OPERATION_DEADLINE) {
+        Ok(connected) => connected.map_err(Failure::Service),
+        Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => Err(Failure::Overran),
+    }
+}
+
+/// Runs `operation`, closing `bus` if it is still running after [`OPERATION_DEADLINE`]: a
+/// prompt's wait for its answer then ends. Returns whether it finished in time.
+fn within_deadline<T>(
+    bus: &zbus::blocking::Connection,
+    operation: impl FnOnce() -> T,
+) -> (bool, T) {
+    let (finished, wait) = std::sync::mpsc::channel::<()>();
+    let bus = bus.clone();
+    let watchdog = std::thread::Builder::new()
+        .name("entra-identity-secret-service".to_owned())
+        .spawn(move || match wait.recv_timeout(OPERATION_DEADLINE) {
+            Err(RecvTimeoutError::Timeout) => {
+                let _ = bus.close();
+                false
+            }
+            Ok(()) | Err(RecvTimeoutError::Disconnected) => true,
+        });
+    let outcome = operation();
+    drop(finished);
+    let in_time = match watchdog {
+        Ok(watchdog) => watchdog.join().unwrap_or(true),
+        // Without a watchdog the operation ran unguarded, and it did finish.
+        Err(_) => true,
+    };
+    (in_time, outcome)
 }
 
 /// The session bus: `DBUS_SESSION_BUS_ADDRESS`, or else the socket systemd places at
@@ -219,12 +334,29 @@ fn attributes(schema: &str) -> HashMap<&str, &str> {
     HashMap::from([(SCHEMA_ATTRIBUTE, schema), CLIENT_ATTRIBUTE])
 }
 
-fn is_connection_failure(error: &secret_service::Error) -> bool {
+/// Whether the connection that gave `error` is no good any more.
+fn is_broken(error: &secret_service::Error) -> bool {
     matches!(
         error,
         secret_service::Error::Zbus(_)
             | secret_service::Error::ZbusFdo(_)
             | secret_service::Error::Unavailable
+            | secret_service::Error::PromptDisconnected
+    )
+}
+
+/// Whether an operation that failed so is worth one more try on a new connection.
+fn is_connection_failure(failure: &Failure) -> bool {
+    matches!(failure, Failure::Service(error) if is_broken(error))
+}
+
+fn overran() -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        format!(
+            "the Secret Service did not finish within {OPERATION_DEADLINE:?} (it may have asked \
+             for a prompt, which a service cannot answer); it is left alone for {COOL_DOWN:?}"
+        ),
     )
 }
 
@@ -239,6 +371,12 @@ fn describe(error: secret_service::Error) -> std::io::Error {
             std::io::ErrorKind::NotFound,
             "the Secret Service has no default keyring",
         ),
+        secret_service::Error::Prompt | secret_service::Error::PromptDisconnected => {
+            std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                "the Secret Service asked for a prompt, which a service cannot answer",
+            )
+        }
         other => std::io::Error::other(format!("Secret Service: {other}")),
     }
 }

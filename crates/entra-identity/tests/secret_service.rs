@@ -91,13 +91,44 @@ async fn tokens_are_kept_encrypted_in_the_keyring_and_shared_by_credentials() {
         );
     }
 
+    // Every write touches the signal file, which other processes watch, and leaves what is
+    // in it alone: a process without the keyring may keep its allowed plaintext cache there.
+    std::fs::write(&signal, b"{}").expect("plaintext of another process");
+    let touched_before = std::fs::metadata(&signal)
+        .and_then(|metadata| metadata.modified())
+        .expect("mtime");
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    second
+        .get_token(&[DOWNSTREAM], None, None, false)
+        .await
+        .expect("another scope");
+    let touched_after = std::fs::metadata(&signal)
+        .and_then(|metadata| metadata.modified())
+        .expect("mtime");
+    assert!(touched_after > touched_before, "the signal file is touched");
+    assert_eq!(std::fs::read(&signal).expect("signal"), b"{}");
+    let document = session
+        .stored_cache("keyring.nocae")
+        .expect("the cache item");
+    assert_eq!(
+        document["AccessToken"].as_object().map(|map| map.len()),
+        Some(2)
+    );
+
+    // One item per cache, in the login (default) collection, under azure-identity's label.
+    assert_eq!(
+        session.items("keyring.nocae"),
+        vec![("MSALCache".to_owned(), "login".to_owned())]
+    );
+
     // CAE tokens have their own item.
     second
         .get_token(&[GRAPH], None, None, true)
         .await
         .expect("cae");
     assert!(session.stored_cache("keyring.cae").is_some());
-    assert_eq!(emulator.counters().token_requests, 2);
+    assert_eq!(session.items("keyring.cae").len(), 1);
+    assert_eq!(emulator.counters().token_requests, 3);
 }
 
 #[tokio::test]
@@ -256,4 +287,226 @@ fn four_processes_writing_to_the_keyring_at_once_lose_nothing() {
         Some(4 * TOKENS_PER_WORKER)
     );
     assert_eq!(std::fs::metadata(&signal).expect("signal").len(), 0);
+    assert_eq!(
+        session.items("concurrent.nocae").len(),
+        1,
+        "replaced, never duplicated"
+    );
+}
+
+/// A stand-in Secret Service on a test's bus, for what gnome-keyring never does: ask for a
+/// prompt on every write (as KeePassXC may), or never answer at all.
+#[allow(unreachable_pub)]
+mod stand_in {
+    use std::collections::HashMap;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use zbus::zvariant::{OwnedObjectPath, OwnedValue, Value};
+
+    const COLLECTION: &str = "/org/freedesktop/secrets/collection/login";
+    const PROMPT: &str = "/org/freedesktop/secrets/prompt/p1";
+
+    #[derive(Clone, Copy, PartialEq, Eq)]
+    pub enum Behaviour {
+        /// Everything works but storing, which asks for a prompt that is never answered.
+        PromptsOnWrite,
+        /// Owns the name, and never answers a call.
+        Silent,
+    }
+
+    /// The stand-in, served on a runtime of its own until dropped.
+    pub struct StandIn {
+        pub prompts: Arc<AtomicUsize>,
+        connection: Option<zbus::Connection>,
+        runtime: Option<tokio::runtime::Runtime>,
+    }
+
+    impl Drop for StandIn {
+        fn drop(&mut self) {
+            drop(self.connection.take());
+            if let Some(runtime) = self.runtime.take() {
+                // Callable from an async test, unlike dropping the runtime.
+                runtime.shutdown_background();
+            }
+        }
+    }
+
+    impl StandIn {
+        pub fn start(bus_address: &str, behaviour: Behaviour) -> Self {
+            // Started on a thread of its own: async tests may start it.
+            let bus_address = bus_address.to_owned();
+            std::thread::spawn(move || Self::start_here(&bus_address, behaviour))
+                .join()
+                .expect("the stand-in started")
+        }
+
+        fn start_here(bus_address: &str, behaviour: Behaviour) -> Self {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .expect("runtime");
+            let prompts = Arc::new(AtomicUsize::new(0));
+            let connection = runtime.block_on(async {
+                zbus::connection::Builder::address(bus_address)
+                    .expect("address")
+                    .serve_at("/org/freedesktop/secrets", Service { behaviour })
+                    .expect("service")
+                    .serve_at(COLLECTION, Collection)
+                    .expect("collection")
+                    .serve_at(
+                        PROMPT,
+                        Prompt {
+                            prompts: prompts.clone(),
+                        },
+                    )
+                    .expect("prompt")
+                    .name("org.freedesktop.secrets")
+                    .expect("name")
+                    .build()
+                    .await
+                    .expect("the stand-in on the bus")
+            });
+            Self {
+                prompts,
+                connection: Some(connection),
+                runtime: Some(runtime),
+            }
+        }
+
+        pub fn prompts(&self) -> usize {
+            self.prompts.load(Ordering::SeqCst)
+        }
+    }
+
+    fn path(text: &str) -> OwnedObjectPath {
+        OwnedObjectPath::try_from(text).expect("object path")
+    }
+
+    struct Service {
+        behaviour: Behaviour,
+    }
+
+    #[zbus::interface(name = "org.freedesktop.Secret.Service")]
+    impl Service {
+        async fn open_session(
+            &self,
+            _algorithm: &str,
+            _input: Value<'_>,
+        ) -> zbus::fdo::Result<(OwnedValue, OwnedObjectPath)> {
+            if self.behaviour == Behaviour::Silent {
+                std::future::pending::<()>().await;
+            }
+            // The client's half of the key exchange is ignored and any public key answers
+            // it: nothing is decrypted here.
+            let public_key = OwnedValue::try_from(Value::from(vec![2_u8; 128]))
+                .map_err(|error| zbus::fdo::Error::Failed(error.to_string()))?;
+            Ok((public_key, path("/org/freedesktop/secrets/session/s1")))
+        }
+
+        async fn read_alias(&self, _name: &str) -> OwnedObjectPath {
+            path(COLLECTION)
+        }
+
+        async fn search_items(
+            &self,
+            _attributes: HashMap<String, String>,
+        ) -> (Vec<OwnedObjectPath>, Vec<OwnedObjectPath>) {
+            (Vec::new(), Vec::new())
+        }
+    }
+
+    struct Collection;
+
+    #[zbus::interface(name = "org.freedesktop.Secret.Collection")]
+    impl Collection {
+        #[zbus(property)]
+        async fn locked(&self) -> bool {
+            false
+        }
+
+        async fn create_item(
+            &self,
+            _properties: HashMap<String, OwnedValue>,
+            _secret: (OwnedObjectPath, Vec<u8>, Vec<u8>, String),
+            _replace: bool,
+        ) -> (OwnedObjectPath, OwnedObjectPath) {
+            (path("/"), path(PROMPT))
+        }
+    }
+
+    struct Prompt {
+        prompts: Arc<AtomicUsize>,
+    }
+
+    #[zbus::interface(name = "org.freedesktop.Secret.Prompt")]
+    impl Prompt {
+        /// Shows nothing, and never completes.
+        async fn prompt(&self, _window_id: &str) {
+            self.prompts.fetch_add(1, Ordering::SeqCst);
+        }
+
+        async fn dismiss(&self) {}
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prompt_is_abandoned_and_not_asked_for_again() {
+    let emulator = emulator().await;
+    let session = Session::bus_only();
+    let stand_in =
+        stand_in::StandIn::start(&session.bus_address, stand_in::Behaviour::PromptsOnWrite);
+    let (builder, _) = builder(&emulator, TENANT);
+    let credential = builder
+        .environment(session.environment())
+        .cache_persistence_options(encrypted("prompting"))
+        .build()
+        .expect("an unlocked default collection: usable");
+
+    // The write asks for a prompt; the token comes anyway, once the prompt is given up.
+    let token = tokio::time::timeout(
+        std::time::Duration::from_secs(120),
+        credential.get_token(&[GRAPH], None, None, false),
+    )
+    .await
+    .expect("the prompt is given up, not waited for")
+    .expect("a token from Entra ID");
+    assert!(!token.token.expose_secret().is_empty());
+    assert_eq!(stand_in.prompts(), 1);
+
+    // The Secret Service is left alone for a while: no second prompt, no wait.
+    credential
+        .get_token(&[DOWNSTREAM], None, None, false)
+        .await
+        .expect("another token");
+    assert_eq!(stand_in.prompts(), 1, "no second prompt");
+    assert_eq!(emulator.counters().token_requests, 2);
+}
+
+#[test]
+fn a_secret_service_that_never_answers_fails_the_build_instead_of_hanging_it() {
+    let session = Session::bus_only();
+    let _stand_in = stand_in::StandIn::start(&session.bus_address, stand_in::Behaviour::Silent);
+    let environment = session.environment();
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let built = entra_identity::ClientAssertionCredential::builder(
+            TENANT,
+            WORKLOAD,
+            entra_identity::assertion_fn(|| Ok::<_, std::io::Error>("assertion".to_owned())),
+        )
+        .environment(environment)
+        .cache_persistence_options(TokenCachePersistenceOptions::new())
+        .build();
+        let _ = sender.send(built.map(drop));
+    });
+    let built = receiver
+        .recv_timeout(std::time::Duration::from_secs(120))
+        .expect("the build gives up instead of hanging");
+    let error = built.expect_err("no answer, no encrypted cache");
+    assert!(
+        matches!(error, BuildError::PersistenceUnavailable(_)),
+        "{error}"
+    );
 }

@@ -165,6 +165,61 @@ impl Session {
         Some(serde_json::from_slice(&output.stdout).expect("the item holds the cache JSON"))
     }
 
+    /// The items holding the cache `schema`, in every collection, as `(label, collection)`.
+    pub fn items(&self, schema: &str) -> Vec<(String, String)> {
+        let found = self.call(&[
+            "/org/freedesktop/secrets",
+            "org.freedesktop.Secret.Service.SearchItems",
+            &format!(
+                "dict:string:string:xdg:schema,{schema},\
+                 MsalClientID,Microsoft.Developer.IdentityService"
+            ),
+        ]);
+        object_paths(&found)
+            .into_iter()
+            .map(|item| {
+                let label = self.call(&[
+                    &item,
+                    "org.freedesktop.DBus.Properties.Get",
+                    "string:org.freedesktop.Secret.Item",
+                    "string:Label",
+                ]);
+                let label = label
+                    .split('"')
+                    .nth(1)
+                    .expect("a label in the reply")
+                    .to_owned();
+                let collection = item
+                    .strip_prefix("/org/freedesktop/secrets/collection/")
+                    .and_then(|rest| rest.split('/').next())
+                    .unwrap_or(&item)
+                    .to_owned();
+                (label, collection)
+            })
+            .collect()
+    }
+
+    /// A call to the Secret Service with dbus-send; its printed reply.
+    fn call(&self, arguments: &[&str]) -> String {
+        let output = Command::new("dbus-send")
+            .args([
+                "--session",
+                "--print-reply",
+                "--dest=org.freedesktop.secrets",
+            ])
+            .args(arguments)
+            .env_clear()
+            .envs(self.process_environment())
+            .output()
+            .expect("dbus-send");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
     pub fn signal_file(&self, name: &str) -> PathBuf {
         self.home().join(".IdentityService").join(name)
     }
@@ -179,4 +234,15 @@ impl Drop for Session {
         let _ = self.bus.kill();
         let _ = self.bus.wait();
     }
+}
+
+/// The object paths in a dbus-send reply.
+fn object_paths(reply: &str) -> Vec<String> {
+    reply
+        .lines()
+        .filter_map(|line| {
+            let path = line.trim().strip_prefix("object path \"")?;
+            Some(path.strip_suffix('"')?.to_owned())
+        })
+        .collect()
 }
