@@ -18,10 +18,14 @@ use crate::msal_file::{MsalCacheFile, Store};
 ///   session bus (`DBUS_SESSION_BUS_ADDRESS`, or `$XDG_RUNTIME_DIR/bus`), in the item of the
 ///   default collection that msal-extensions uses (label `MSALCache`, attributes
 ///   `xdg:schema = <name>.nocae|.cae` and `MsalClientID = Microsoft.Developer.IdentityService`).
-///   The file `~/.IdentityService/<name>.nocae|.cae` stays empty: its time tells other
-///   processes to read the cache again. The default collection must be unlocked, as it is
-///   after a desktop login or `gnome-keyring-daemon --unlock`: a server cannot answer a
-///   password prompt, so none is ever shown.
+///   The file `~/.IdentityService/<name>.nocae|.cae` holds no tokens: it is touched on every
+///   write, and its time tells other processes to read the cache again. The default
+///   collection must be unlocked, as it is after a desktop login or
+///   `gnome-keyring-daemon --unlock`: a server cannot answer a password prompt, so nothing
+///   waits on one. A Secret Service that asks for one anyway is given up after 10 seconds and
+///   left alone for 5 minutes; reads and writes of the cache fail meanwhile, and tokens come
+///   from Entra ID. Building a credential connects to the Secret Service, which takes a few
+///   milliseconds.
 /// - **macOS**: encrypted by the login Keychain, as a generic password of the service
 ///   `Microsoft.Developer.IdentityService` and the account `MSALCache` (for the default
 ///   cache; other caches use their own name), with `~/.IdentityService/<name>.nocae|.cae` as
