@@ -5,14 +5,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::authority::{AZURE_AUTHORITY_HOST, Authority, TenantId};
 use crate::cache::{FetchFuture, Fetched, Hints, PartitionKeyRef, SortedScopes, TokenCache};
-use crate::cache::{Refresh, refresh_status};
-use crate::distributed::{DistributedCache, SharedToken};
+use crate::distributed::DistributedCache;
 use crate::environment::{Clock, Environment, ProcessEnvironment, SystemClock};
 use crate::error::{BuildError, CredentialError};
 use crate::http::{HttpClient, HttpOptions};
-use crate::msal_file::{CachedAccessToken, EntryScope};
 use crate::persistence::{Persistence, TokenCachePersistenceOptions};
 use crate::protocol::{TokenResponse, parse_token_response};
+use crate::second_level::{self, DistributedEntry, PersistentEntry};
 use crate::secret::RefreshToken;
 use crate::tenant::{AZURE_IDENTITY_DISABLE_MULTITENANTAUTH, TenantPolicy};
 use crate::token::{AccessTokenInfo, TokenRequestOptions};
@@ -231,9 +230,8 @@ impl Core {
         outcome
     }
 
-    /// With a distributed cache, a cache miss looks there before going to Entra ID, and what
-    /// Entra ID answers is shared there with the fleet. A store that fails is logged and
-    /// skipped, unless the cache is told to fail.
+    /// With a distributed cache, a miss in memory looks there before going to Entra ID, and
+    /// what Entra ID answers is shared there with the fleet.
     fn through_distributed_cache(
         &self,
         request: &OwnedRequest,
@@ -246,11 +244,7 @@ impl Core {
         let mut scopes: Vec<&str> = request.scopes.iter().map(String::as_str).collect();
         scopes.sort_unstable();
         scopes.dedup();
-        let user = user.map(|user| {
-            user.iter()
-                .map(|byte| format!("{byte:02x}"))
-                .collect::<String>()
-        });
+        let user = user.map(hex);
         let key = distributed.storage_key(&[
             &self.app_key,
             &request.tenant,
@@ -258,80 +252,19 @@ impl Core {
             if request.enable_cae { "cae" } else { "plain" },
             &scopes.join(" "),
         ]);
-        let challenged = request.claims.is_some();
-        let clock = self.clock.clone();
-        Box::new(
-            move |tenant: &str, refresh_token: Option<RefreshToken>| -> FetchFuture {
-                let tenant = tenant.to_owned();
-                Box::pin(async move {
-                    let now = clock.now();
-                    let unavailable = |error: crate::assertion::BoxError| {
-                        CredentialError::ClientAuthentication(
-                            crate::error::ClientAuthenticationError::new(
-                                crate::error::FailureKind::Transport,
-                                format!("the distributed token cache is unavailable: {error}"),
-                            )
-                            .transient(true),
-                        )
-                    };
-                    let mut shared_refresh_token = None;
-                    match distributed.get(&key, now).await {
-                        Ok(Some(shared)) => {
-                            let info = AccessTokenInfo {
-                                token: crate::secret::AccessTokenSecret::new(shared.token),
-                                expires_on: shared.expires_on,
-                                token_type: std::borrow::Cow::Owned(shared.token_type),
-                                refresh_on: shared.refresh_on,
-                            };
-                            shared_refresh_token = shared.refresh_token.map(RefreshToken::new);
-                            if !challenged
-                                && refresh_status(Some(&info), now, i64::MIN) == Refresh::NotNeeded
-                            {
-                                tracing::debug!("token found in the distributed cache");
-                                return Ok(Fetched {
-                                    info,
-                                    refresh_token: shared_refresh_token,
-                                });
-                            }
-                        }
-                        Ok(None) => {}
-                        Err(error) if distributed.fails_when_unavailable() => {
-                            return Err(unavailable(error));
-                        }
-                        Err(error) => {
-                            tracing::warn!(
-                                "the distributed token cache is unavailable, going on without it: {error}"
-                            )
-                        }
-                    }
-                    let fetched = fetch(&tenant, refresh_token.or(shared_refresh_token)).await?;
-                    let shared = SharedToken {
-                        token: fetched.info.token.expose_secret().to_owned(),
-                        expires_on: fetched.info.expires_on,
-                        refresh_on: fetched.info.refresh_on,
-                        token_type: fetched.info.token_type.to_string(),
-                        refresh_token: fetched
-                            .refresh_token
-                            .as_ref()
-                            .map(|rt| rt.expose_secret().to_owned()),
-                    };
-                    match distributed.set(&key, &shared, now).await {
-                        Ok(()) => {}
-                        Err(error) if distributed.fails_when_unavailable() => {
-                            return Err(unavailable(error));
-                        }
-                        Err(error) => {
-                            tracing::warn!("cannot write the distributed token cache: {error}")
-                        }
-                    }
-                    Ok(fetched)
-                })
+        second_level::through(
+            DistributedEntry {
+                cache: distributed,
+                key,
             },
+            request.claims.is_some(),
+            self.clock.clone(),
+            fetch,
         )
     }
 
-    /// With persistent caching, a cache miss looks in the cache file before going to Entra
-    /// ID, and what Entra ID answers is written there for other processes.
+    /// With persistent caching, a miss in memory looks in the persistent cache before going
+    /// to Entra ID, and what Entra ID answers is written there for other processes.
     fn through_persistent_cache(
         &self,
         request: &OwnedRequest,
@@ -341,120 +274,29 @@ impl Core {
         let Some(persistence) = &self.persistence else {
             return Box::new(fetch);
         };
-        let file = persistence.file(request.enable_cae);
         // azure-identity's keys: the client ID, or for on-behalf-of one key per user
         // assertion, authority and tenant, so no user ever reads another's tokens.
         let client_key = match user {
             Some(user) => format!(
                 "{}:obo:{}:{}:{}",
                 self.client_id,
-                user.iter()
-                    .map(|byte| format!("{byte:02x}"))
-                    .collect::<String>(),
+                hex(user),
                 self.authority.as_str(),
                 request.tenant
             ),
             None => self.client_id.clone(),
         };
-        let environment = self.authority.hostname().to_owned();
-        let scopes = request.scopes.clone();
-        let challenged = request.claims.is_some();
-        let is_obo = user.is_some();
-        let clock = self.clock.clone();
-        Box::new(
-            move |tenant: &str, refresh_token: Option<RefreshToken>| -> FetchFuture {
-                let realm = tenant.to_owned();
-                Box::pin(async move {
-                    let now = clock.now();
-                    let lookup = {
-                        let (file, client_key, environment, realm, scopes) = (
-                            file.clone(),
-                            client_key.clone(),
-                            environment.clone(),
-                            realm.clone(),
-                            scopes.clone(),
-                        );
-                        tokio::task::spawn_blocking(move || {
-                            let entry = EntryScope {
-                                client_key: &client_key,
-                                environment: &environment,
-                                realm: &realm,
-                            };
-                            let scopes: Vec<&str> = scopes.iter().map(String::as_str).collect();
-                            let token = if challenged {
-                                Ok(None)
-                            } else {
-                                file.find_access_token(&entry, &scopes, now)
-                            };
-                            let refresh_token = if is_obo {
-                                file.find_refresh_token(&entry, &scopes)
-                            } else {
-                                Ok(None)
-                            };
-                            (token, refresh_token)
-                        })
-                        .await
-                    };
-                    let (stored_token, stored_refresh_token) = match lookup {
-                        Ok((token, refresh_token)) => (
-                            token.unwrap_or_else(|error| {
-                                tracing::warn!("cannot read the persistent token cache: {error}");
-                                None
-                            }),
-                            refresh_token.ok().flatten(),
-                        ),
-                        Err(_) => (None, None),
-                    };
-                    if let Some(stored) = stored_token {
-                        let info = AccessTokenInfo {
-                            token: crate::secret::AccessTokenSecret::new(stored.secret),
-                            expires_on: stored.expires_on,
-                            token_type: std::borrow::Cow::Owned(stored.token_type),
-                            refresh_on: stored.refresh_on,
-                        };
-                        if refresh_status(Some(&info), now, i64::MIN) == Refresh::NotNeeded {
-                            tracing::debug!("token found in the persistent cache");
-                            return Ok(Fetched {
-                                info,
-                                refresh_token: None,
-                            });
-                        }
-                    }
-                    let refresh_token =
-                        refresh_token.or(stored_refresh_token.map(RefreshToken::new));
-                    let fetched = fetch(&realm, refresh_token).await?;
-                    let stored = CachedAccessToken {
-                        secret: fetched.info.token.expose_secret().to_owned(),
-                        expires_on: fetched.info.expires_on,
-                        refresh_on: fetched.info.refresh_on,
-                        token_type: fetched.info.token_type.to_string(),
-                    };
-                    let refresh = fetched
-                        .refresh_token
-                        .as_ref()
-                        .map(|rt| rt.expose_secret().to_owned());
-                    let written = tokio::task::spawn_blocking(move || {
-                        let entry = EntryScope {
-                            client_key: &client_key,
-                            environment: &environment,
-                            realm: &realm,
-                        };
-                        let scopes: Vec<&str> = scopes.iter().map(String::as_str).collect();
-                        file.store(&entry, &scopes, &stored, refresh.as_deref(), now)
-                    })
-                    .await;
-                    match written {
-                        Ok(Ok(())) => {}
-                        Ok(Err(error)) => {
-                            tracing::warn!("cannot write the persistent token cache: {error}")
-                        }
-                        Err(error) => {
-                            tracing::warn!("cannot write the persistent token cache: {error}")
-                        }
-                    }
-                    Ok(fetched)
-                })
+        second_level::through(
+            PersistentEntry {
+                cache: persistence.file(request.enable_cae),
+                client_key,
+                environment: self.authority.hostname().to_owned(),
+                scopes: request.scopes.clone(),
+                with_refresh_token: user.is_some(),
             },
+            request.claims.is_some(),
+            self.clock.clone(),
+            fetch,
         )
     }
 
@@ -492,4 +334,8 @@ impl From<TokenResponse> for Fetched {
             refresh_token: response.refresh_token,
         }
     }
+}
+
+fn hex(bytes: &[u8; 32]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }

@@ -142,6 +142,7 @@ mod msal_file;
 mod persistence;
 mod platform_store;
 mod protocol;
+mod second_level;
 mod secret;
 #[cfg(target_os = "linux")]
 mod secret_service;

@@ -1,0 +1,232 @@
+//! Caches behind the in-memory one: the persistent cache (a file or the platform's secret
+//! store, shared by the processes of one machine) and the distributed cache (shared by a
+//! fleet). On a miss in memory, the entry is looked up there before asking Entra ID, and what
+//! Entra ID answers is written back for the others.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use crate::assertion::BoxError;
+use crate::cache::{FetchFuture, Fetched, Refresh, refresh_status};
+use crate::core::Fetcher;
+use crate::distributed::{DistributedCache, SharedToken};
+use crate::environment::Clock;
+use crate::error::{ClientAuthenticationError, CredentialError, FailureKind};
+use crate::msal_file::{CachedAccessToken, EntryScope, MsalCacheFile};
+use crate::secret::{AccessTokenSecret, RefreshToken};
+use crate::token::AccessTokenInfo;
+
+/// What a second-level cache's operation returns.
+type StoreFuture<T> = Pin<Box<dyn Future<Output = Result<T, BoxError>> + Send>>;
+
+/// One request's entry in a second-level cache.
+pub(crate) trait SecondLevelEntry: Send + Sync + 'static {
+    /// What the logs call the cache.
+    const NAME: &'static str;
+
+    /// The entry's access token (if any) and refresh token (if any), for `tenant`.
+    fn find(self: Arc<Self>, tenant: &str, now: i64) -> StoreFuture<Found>;
+
+    /// Writes what Entra ID answered.
+    fn keep(self: Arc<Self>, tenant: &str, fetched: &Fetched, now: i64) -> StoreFuture<()>;
+
+    /// Whether a cache that cannot be reached fails the request, rather than being skipped.
+    fn fails_when_unavailable(&self) -> bool {
+        false
+    }
+}
+
+/// What a second-level cache holds for a request.
+#[derive(Default)]
+pub(crate) struct Found {
+    access_token: Option<AccessTokenInfo>,
+    refresh_token: Option<RefreshToken>,
+}
+
+/// Wraps `fetch` so that it looks in `entry`'s cache first and writes back what it fetched.
+/// A challenged request (with claims) never takes the cached access token, but may use the
+/// refresh token.
+pub(crate) fn through<E: SecondLevelEntry>(
+    entry: E,
+    challenged: bool,
+    clock: Arc<dyn Clock>,
+    fetch: impl FnOnce(&str, Option<RefreshToken>) -> FetchFuture + Send + 'static,
+) -> Fetcher {
+    let entry = Arc::new(entry);
+    Box::new(
+        move |tenant: &str, refresh_token: Option<RefreshToken>| -> FetchFuture {
+            let tenant = tenant.to_owned();
+            Box::pin(async move {
+                let now = clock.now();
+                let found = match entry.clone().find(&tenant, now).await {
+                    Ok(found) => found,
+                    Err(error) if entry.fails_when_unavailable() => {
+                        return Err(unavailable(E::NAME, &error));
+                    }
+                    Err(error) => {
+                        tracing::warn!("{} cannot be read, going on without it: {error}", E::NAME);
+                        Found::default()
+                    }
+                };
+                if let Some(info) = found.access_token
+                    && !challenged
+                    && refresh_status(Some(&info), now, i64::MIN) == Refresh::NotNeeded
+                {
+                    tracing::debug!("token found in {}", E::NAME);
+                    return Ok(Fetched {
+                        info,
+                        refresh_token: found.refresh_token,
+                    });
+                }
+                let fetched = fetch(&tenant, refresh_token.or(found.refresh_token)).await?;
+                match entry.clone().keep(&tenant, &fetched, now).await {
+                    Ok(()) => {}
+                    Err(error) if entry.fails_when_unavailable() => {
+                        return Err(unavailable(E::NAME, &error));
+                    }
+                    Err(error) => tracing::warn!("cannot write {}: {error}", E::NAME),
+                }
+                Ok(fetched)
+            })
+        },
+    )
+}
+
+fn unavailable(name: &str, error: &BoxError) -> CredentialError {
+    CredentialError::ClientAuthentication(
+        ClientAuthenticationError::new(
+            FailureKind::Transport,
+            format!("{name} is unavailable: {error}"),
+        )
+        .transient(true),
+    )
+}
+
+/// An entry of the distributed cache, under its hashed storage key.
+pub(crate) struct DistributedEntry {
+    pub(crate) cache: DistributedCache,
+    pub(crate) key: String,
+}
+
+impl SecondLevelEntry for DistributedEntry {
+    const NAME: &'static str = "the distributed token cache";
+
+    fn find(self: Arc<Self>, _tenant: &str, now: i64) -> StoreFuture<Found> {
+        Box::pin(async move {
+            let Some(shared) = self.cache.get(&self.key, now).await? else {
+                return Ok(Found::default());
+            };
+            Ok(Found {
+                access_token: Some(AccessTokenInfo {
+                    token: AccessTokenSecret::new(shared.token),
+                    expires_on: shared.expires_on,
+                    token_type: std::borrow::Cow::Owned(shared.token_type),
+                    refresh_on: shared.refresh_on,
+                }),
+                refresh_token: shared.refresh_token.map(RefreshToken::new),
+            })
+        })
+    }
+
+    fn keep(self: Arc<Self>, _tenant: &str, fetched: &Fetched, now: i64) -> StoreFuture<()> {
+        let shared = SharedToken {
+            token: fetched.info.token.expose_secret().to_owned(),
+            expires_on: fetched.info.expires_on,
+            refresh_on: fetched.info.refresh_on,
+            token_type: fetched.info.token_type.to_string(),
+            refresh_token: fetched
+                .refresh_token
+                .as_ref()
+                .map(|rt| rt.expose_secret().to_owned()),
+        };
+        Box::pin(async move { self.cache.set(&self.key, &shared, now).await })
+    }
+
+    fn fails_when_unavailable(&self) -> bool {
+        self.cache.fails_when_unavailable()
+    }
+}
+
+/// An entry of the persistent cache: azure-identity's keys in MSAL's unified cache, read and
+/// written on the blocking pool since files, locks and the secret store block.
+pub(crate) struct PersistentEntry {
+    pub(crate) cache: Arc<MsalCacheFile>,
+    /// MSAL's `client_id` field: the client ID, or for on-behalf-of azure-identity's key per
+    /// user assertion, so no user ever reads another's tokens.
+    pub(crate) client_key: String,
+    /// The authority's host.
+    pub(crate) environment: String,
+    pub(crate) scopes: Vec<String>,
+    /// On-behalf-of entries keep refresh tokens too.
+    pub(crate) with_refresh_token: bool,
+}
+
+impl PersistentEntry {
+    fn scope<'a>(&'a self, realm: &'a str) -> EntryScope<'a> {
+        EntryScope {
+            client_key: &self.client_key,
+            environment: &self.environment,
+            realm,
+        }
+    }
+}
+
+impl SecondLevelEntry for PersistentEntry {
+    const NAME: &'static str = "the persistent token cache";
+
+    fn find(self: Arc<Self>, tenant: &str, now: i64) -> StoreFuture<Found> {
+        let realm = tenant.to_owned();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || -> Result<Found, BoxError> {
+                let entry = self.scope(&realm);
+                let scopes: Vec<&str> = self.scopes.iter().map(String::as_str).collect();
+                let access_token = self.cache.find_access_token(&entry, &scopes, now)?;
+                let refresh_token = if self.with_refresh_token {
+                    self.cache.find_refresh_token(&entry, &scopes)?
+                } else {
+                    None
+                };
+                Ok(Found {
+                    access_token: access_token.map(|stored| AccessTokenInfo {
+                        token: AccessTokenSecret::new(stored.secret),
+                        expires_on: stored.expires_on,
+                        token_type: std::borrow::Cow::Owned(stored.token_type),
+                        refresh_on: stored.refresh_on,
+                    }),
+                    refresh_token: refresh_token.map(RefreshToken::new),
+                })
+            })
+            .await?
+        })
+    }
+
+    fn keep(self: Arc<Self>, tenant: &str, fetched: &Fetched, now: i64) -> StoreFuture<()> {
+        let realm = tenant.to_owned();
+        let stored = CachedAccessToken {
+            secret: fetched.info.token.expose_secret().to_owned(),
+            expires_on: fetched.info.expires_on,
+            refresh_on: fetched.info.refresh_on,
+            token_type: fetched.info.token_type.to_string(),
+        };
+        let refresh_token = fetched
+            .refresh_token
+            .as_ref()
+            .map(|rt| zeroize::Zeroizing::new(rt.expose_secret().to_owned()));
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || -> Result<(), BoxError> {
+                let entry = self.scope(&realm);
+                let scopes: Vec<&str> = self.scopes.iter().map(String::as_str).collect();
+                self.cache.store(
+                    &entry,
+                    &scopes,
+                    &stored,
+                    refresh_token.as_deref().map(String::as_str),
+                    now,
+                )?;
+                Ok(())
+            })
+            .await?
+        })
+    }
+}
