@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import os
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
+
+import pytest
 
 from azure.identity import ClientAssertionCredential, TokenCachePersistenceOptions
 
@@ -38,15 +41,30 @@ def python_credential(emu: Emulator, assertion: str) -> ClientAssertionCredentia
     )
 
 
-def test_each_side_reads_what_the_other_kept_in_the_keyring(
-    emu: Emulator, keyring: Keyring, tmp_path: Path, monkeypatch
-) -> None:
+@dataclass
+class Workload:
+    """A home for the cache's signal file, and the workload's assertion (also in a file)."""
+
+    home: Path
+    assertion: str
+    assertion_file: Path
+
+
+@pytest.fixture
+def workload(emu: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Workload:
     home = tmp_path / "home"
     home.mkdir()
     monkeypatch.setenv("HOME", str(home))
     assertion = emu.federated_token()
     assertion_file = tmp_path / "assertion"
     assertion_file.write_text(assertion)
+    return Workload(home, assertion, assertion_file)
+
+
+def test_each_side_reads_what_the_other_kept_in_the_keyring(
+    emu: Emulator, keyring: Keyring, workload: Workload
+) -> None:
+    home, assertion, assertion_file = workload.home, workload.assertion, workload.assertion_file
     signal_file = home / ".IdentityService" / f"{CACHE_NAME}.nocae"
 
     # Python writes through libsecret; entra finds the token and asks Entra for nothing.
@@ -65,7 +83,7 @@ def test_each_side_reads_what_the_other_kept_in_the_keyring(
     assert python_credential(emu, assertion).get_token(GRAPH_SCOPE).token == written_by_entra
     assert len(emu.token_requests()) == after_entra
 
-    # Both tokens are in the keyring, and the file on disk is only the empty signal.
+    # Both tokens are in the keyring, and the file on disk is only the (empty) signal.
     stored = keyring.stored_cache(f"{CACHE_NAME}.nocae")
     assert stored is not None
     secrets = {entry["secret"] for entry in stored["AccessToken"].values()}
@@ -74,15 +92,10 @@ def test_each_side_reads_what_the_other_kept_in_the_keyring(
 
 
 def test_a_running_python_credential_sees_what_entra_adds(
-    emu: Emulator, keyring: Keyring, tmp_path: Path, monkeypatch
+    emu: Emulator, keyring: Keyring, workload: Workload
 ) -> None:
     """msal-extensions reloads only when the signal file's time moves: entra must touch it."""
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    assertion = emu.federated_token()
-    assertion_file = tmp_path / "assertion"
-    assertion_file.write_text(assertion)
+    home, assertion, assertion_file = workload.home, workload.assertion, workload.assertion_file
 
     long_lived = python_credential(emu, assertion)
     long_lived.get_token(APP_SCOPE)  # loads the cache and notes when

@@ -440,21 +440,33 @@ fn random_secret() -> String {
 mod tests {
     use super::*;
 
-    fn registrar_parts() -> (CertificateAuthority, tempfile::TempDir) {
-        (
-            CertificateAuthority::generate().expect("ca"),
-            tempfile::tempdir().expect("dir"),
-        )
+    /// A CA and a state directory, for a registrar.
+    struct Fixture {
+        ca: CertificateAuthority,
+        dir: tempfile::TempDir,
+    }
+
+    impl Fixture {
+        fn new() -> Self {
+            Self {
+                ca: CertificateAuthority::generate().expect("ca"),
+                dir: tempfile::tempdir().expect("dir"),
+            }
+        }
+
+        fn registrar(&self) -> Registrar<'_> {
+            Registrar {
+                ca: &self.ca,
+                state_dir: self.dir.path(),
+                federation_issuer: "iss",
+            }
+        }
     }
 
     #[test]
     fn tenants_are_found_by_id_and_domain_case_insensitively() {
-        let (ca, dir) = registrar_parts();
-        let registrar = Registrar {
-            ca: &ca,
-            state_dir: dir.path(),
-            federation_issuer: "iss",
-        };
+        let fixture = Fixture::new();
+        let registrar = fixture.registrar();
         let mut directory = Directory::default();
         let info = directory
             .add_tenant(
@@ -472,12 +484,8 @@ mod tests {
 
     #[test]
     fn users_are_found_in_their_tenant_by_object_id_or_upn_case_insensitively() {
-        let (ca, dir) = registrar_parts();
-        let registrar = Registrar {
-            ca: &ca,
-            state_dir: dir.path(),
-            federation_issuer: "iss",
-        };
+        let fixture = Fixture::new();
+        let registrar = fixture.registrar();
         let mut directory = Directory::default();
         for tenant in ["t1", "t2"] {
             let config = TenantConfig {
@@ -524,12 +532,8 @@ mod tests {
 
     #[test]
     fn bad_tenant_names_and_duplicates_are_refused() {
-        let (ca, dir) = registrar_parts();
-        let registrar = Registrar {
-            ca: &ca,
-            state_dir: dir.path(),
-            federation_issuer: "iss",
-        };
+        let fixture = Fixture::new();
+        let registrar = fixture.registrar();
         let mut directory = Directory::default();
         for bad in ["a/b", "my tenant", ""] {
             let config = TenantConfig {
@@ -548,12 +552,8 @@ mod tests {
 
     #[test]
     fn generated_certificates_write_their_files() {
-        let (ca, dir) = registrar_parts();
-        let registrar = Registrar {
-            ca: &ca,
-            state_dir: dir.path(),
-            federation_issuer: "iss",
-        };
+        let fixture = Fixture::new();
+        let registrar = fixture.registrar();
         let mut directory = Directory::default();
         let tenant = TenantConfig {
             id: Some("t1".into()),
