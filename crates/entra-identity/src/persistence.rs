@@ -167,8 +167,8 @@ struct SecretStore(Arc<crate::secret_service::SecretServiceConnection>);
 #[cfg(target_os = "linux")]
 impl SecretStore {
     fn open(environment: &dyn Environment) -> Result<Self, String> {
-        crate::secret_service::SecretServiceConnection::open(environment)
-            .map(|connection| Self(Arc::new(connection)))
+        crate::secret_service::SecretServiceConnection::shared(environment)
+            .map(Self)
             .map_err(|reason| format!("the Secret Service cannot be used: {reason}"))
     }
 

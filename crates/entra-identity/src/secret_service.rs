@@ -13,8 +13,8 @@
 //! [`COOL_DOWN`] so that later requests fail fast instead of waiting again.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::sync::mpsc::RecvTimeoutError;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use secret_service::EncryptionType;
@@ -91,6 +91,36 @@ impl Drop for SecretServiceConnection {
 }
 
 impl SecretServiceConnection {
+    /// The connection to the Secret Service on the session bus that `environment` names:
+    /// the one this process opened first, or else a new one, opened as
+    /// [`SecretServiceConnection::open`] does. Like libsecret's, the connection lasts as long
+    /// as the process, so that a credential built per request does not pay for a connection,
+    /// a key exchange and a check (milliseconds) each time.
+    pub(crate) fn shared(environment: &dyn Environment) -> Result<Arc<Self>, String> {
+        static OPEN: Mutex<Vec<Arc<SecretServiceConnection>>> = Mutex::new(Vec::new());
+        let bus_address = session_bus_address(environment)?;
+        let lock = || {
+            OPEN.lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        };
+        let find = |open: &[Arc<Self>]| {
+            open.iter()
+                .find(|connection| connection.bus_address == bus_address)
+                .cloned()
+        };
+        if let Some(connection) = find(&lock()) {
+            return Ok(connection);
+        }
+        // Opened without the lock, which would hold every other build up for as long.
+        let connection = Arc::new(Self::open(environment)?);
+        let mut open = lock();
+        if let Some(opened_meanwhile) = find(&open) {
+            return Ok(opened_meanwhile);
+        }
+        open.push(connection.clone());
+        Ok(connection)
+    }
+
     /// Connects to the Secret Service on the session bus that `environment` names, and checks
     /// that it can store the cache without a prompt: its default collection exists and is
     /// unlocked. Blocks the calling thread for a few milliseconds; a Secret Service that

@@ -48,8 +48,15 @@ async fn tokens_are_kept_encrypted_in_the_keyring_and_shared_by_credentials() {
         .expect("token");
     let secret = token.token.expose_secret().to_owned();
 
-    // A new credential, with an empty in-memory cache, finds it in the keyring.
+    // A new credential, with an empty in-memory cache, finds it in the keyring, over the
+    // first one's connection.
+    let connections = session.connections();
     let (second, second_calls) = build();
+    assert_eq!(
+        session.connections(),
+        connections,
+        "one connection per process"
+    );
     let again = second
         .get_token(&[GRAPH], None, None, false)
         .await

@@ -199,6 +199,26 @@ impl Session {
             .collect()
     }
 
+    /// How many connections the bus has (the asking one included).
+    pub fn connections(&self) -> usize {
+        let output = Command::new("dbus-send")
+            .args([
+                "--session",
+                "--print-reply",
+                "--dest=org.freedesktop.DBus",
+                "/org/freedesktop/DBus",
+                "org.freedesktop.DBus.ListNames",
+            ])
+            .env_clear()
+            .envs(self.process_environment())
+            .output()
+            .expect("dbus-send");
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .filter(|line| line.trim().starts_with("string \":"))
+            .count()
+    }
+
     /// A call to the Secret Service with dbus-send; its printed reply.
     fn call(&self, arguments: &[&str]) -> String {
         let output = Command::new("dbus-send")
