@@ -24,8 +24,8 @@ use crate::msal_file::{MsalCacheFile, Store};
 ///   `gnome-keyring-daemon --unlock`: a server cannot answer a password prompt, so nothing
 ///   waits on one. A Secret Service that asks for one anyway is given up after 10 seconds and
 ///   left alone for 5 minutes; reads and writes of the cache fail meanwhile, and tokens come
-///   from Entra ID. Building a credential connects to the Secret Service, which takes a few
-///   milliseconds.
+///   from Entra ID. The process's first credential connects to the Secret Service, which
+///   takes a few milliseconds; later ones share that connection.
 /// - **macOS**: encrypted by the login Keychain, as a generic password of the service
 ///   `Microsoft.Developer.IdentityService` and the account `MSALCache` (for the default
 ///   cache; other caches use their own name), with `~/.IdentityService/<name>.nocae|.cae` as
