@@ -320,11 +320,14 @@ mod stand_in {
         PromptsOnWrite,
         /// Owns the name, and never answers a call.
         Silent,
+        /// Cannot look items up, and stores without a prompt.
+        ReadsFail,
     }
 
     /// The stand-in, served on a runtime of its own until dropped.
     pub struct StandIn {
-        pub prompts: Arc<AtomicUsize>,
+        prompts: Arc<AtomicUsize>,
+        writes: Arc<AtomicUsize>,
         connection: Option<zbus::Connection>,
         runtime: Option<tokio::runtime::Runtime>,
     }
@@ -355,12 +358,19 @@ mod stand_in {
                 .build()
                 .expect("runtime");
             let prompts = Arc::new(AtomicUsize::new(0));
+            let writes = Arc::new(AtomicUsize::new(0));
             let connection = runtime.block_on(async {
                 zbus::connection::Builder::address(bus_address)
                     .expect("address")
                     .serve_at("/org/freedesktop/secrets", Service { behaviour })
                     .expect("service")
-                    .serve_at(COLLECTION, Collection)
+                    .serve_at(
+                        COLLECTION,
+                        Collection {
+                            behaviour,
+                            writes: writes.clone(),
+                        },
+                    )
                     .expect("collection")
                     .serve_at(
                         PROMPT,
@@ -377,6 +387,7 @@ mod stand_in {
             });
             Self {
                 prompts,
+                writes,
                 connection: Some(connection),
                 runtime: Some(runtime),
             }
@@ -384,6 +395,11 @@ mod stand_in {
 
         pub fn prompts(&self) -> usize {
             self.prompts.load(Ordering::SeqCst)
+        }
+
+        /// Items stored (or asked to be, behind a prompt).
+        pub fn writes(&self) -> usize {
+            self.writes.load(Ordering::SeqCst)
         }
     }
 
@@ -419,12 +435,18 @@ mod stand_in {
         async fn search_items(
             &self,
             _attributes: HashMap<String, String>,
-        ) -> (Vec<OwnedObjectPath>, Vec<OwnedObjectPath>) {
-            (Vec::new(), Vec::new())
+        ) -> zbus::fdo::Result<(Vec<OwnedObjectPath>, Vec<OwnedObjectPath>)> {
+            if self.behaviour == Behaviour::ReadsFail {
+                return Err(zbus::fdo::Error::Failed("cannot read items".to_owned()));
+            }
+            Ok((Vec::new(), Vec::new()))
         }
     }
 
-    struct Collection;
+    struct Collection {
+        behaviour: Behaviour,
+        writes: Arc<AtomicUsize>,
+    }
 
     #[zbus::interface(name = "org.freedesktop.Secret.Collection")]
     impl Collection {
@@ -439,6 +461,10 @@ mod stand_in {
             _secret: (OwnedObjectPath, Vec<u8>, Vec<u8>, String),
             _replace: bool,
         ) -> (OwnedObjectPath, OwnedObjectPath) {
+            self.writes.fetch_add(1, Ordering::SeqCst);
+            if self.behaviour == Behaviour::ReadsFail {
+                return (path(&format!("{COLLECTION}/i1")), path("/"));
+            }
             (path("/"), path(PROMPT))
         }
     }
@@ -488,6 +514,7 @@ async fn a_prompt_is_abandoned_and_not_asked_for_again() {
         .await
         .expect("another token");
     assert_eq!(stand_in.prompts(), 1, "no second prompt");
+    assert_eq!(stand_in.writes(), 1);
     assert_eq!(emulator.counters().token_requests, 2);
 }
 
@@ -516,4 +543,25 @@ fn a_secret_service_that_never_answers_fails_the_build_instead_of_hanging_it() {
         matches!(error, BuildError::PersistenceUnavailable(_)),
         "{error}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cache_that_cannot_be_read_is_never_written_over() {
+    let emulator = emulator().await;
+    let session = Session::bus_only();
+    let stand_in = stand_in::StandIn::start(&session.bus_address, stand_in::Behaviour::ReadsFail);
+    let (builder, _) = builder(&emulator, TENANT);
+    let credential = builder
+        .environment(session.environment())
+        .cache_persistence_options(encrypted("unreadable"))
+        .build()
+        .expect("the default collection is there and unlocked");
+    let token = credential
+        .get_token(&[GRAPH], None, None, false)
+        .await
+        .expect("a token from Entra ID, the cache being unreadable");
+    assert!(!token.token.expose_secret().is_empty());
+    // Writing a cache made of this one token would lose whatever the unreadable one holds.
+    assert_eq!(stand_in.writes(), 0);
+    assert_eq!(emulator.counters().token_requests, 1);
 }
