@@ -1102,6 +1102,26 @@ mod tests {
         }
     }
 
+    /// A cache holding token "A" (an hour left) for tenant "t" and scope "s", the fetch
+    /// counter (at 1), the scopes and the time.
+    async fn primed() -> (TokenCache, Arc<AtomicUsize>, SortedScopes<'static>, i64) {
+        let cache = TokenCache::default();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let scopes = SortedScopes::new(&["s"]);
+        let now = 1_000_000;
+        cache
+            .get_or_fetch(
+                &key("t"),
+                &scopes,
+                now,
+                false,
+                fetch_returning(&calls, "A", now + 3600),
+            )
+            .await
+            .expect("first token");
+        (cache, calls, scopes, now)
+    }
+
     fn fetch_returning(
         calls: &Arc<AtomicUsize>,
         token: &'static str,
@@ -1262,20 +1282,7 @@ mod tests {
 
     #[tokio::test]
     async fn failed_proactive_refresh_keeps_the_token_and_waits_30_seconds() {
-        let cache = TokenCache::default();
-        let calls = Arc::new(AtomicUsize::new(0));
-        let scopes = SortedScopes::new(&["s"]);
-        let now = 1_000_000;
-        cache
-            .get_or_fetch(
-                &key("t"),
-                &scopes,
-                now,
-                false,
-                fetch_returning(&calls, "A", now + 3600),
-            )
-            .await
-            .expect("first");
+        let (cache, calls, scopes, now) = primed().await;
         let window = now + 3600 - 299;
         for offset in 0..4 {
             let token = cache
@@ -1330,20 +1337,7 @@ mod tests {
 
     #[tokio::test]
     async fn claims_bypass_the_lookup_but_store_the_result() {
-        let cache = TokenCache::default();
-        let calls = Arc::new(AtomicUsize::new(0));
-        let scopes = SortedScopes::new(&["s"]);
-        let now = 1_000_000;
-        cache
-            .get_or_fetch(
-                &key("t"),
-                &scopes,
-                now,
-                false,
-                fetch_returning(&calls, "A", now + 3600),
-            )
-            .await
-            .expect("A");
+        let (cache, calls, scopes, now) = primed().await;
         let challenged = cache
             .get_or_fetch(
                 &key("t"),
