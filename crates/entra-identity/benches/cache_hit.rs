@@ -8,16 +8,13 @@
 
 use std::future::Future;
 use std::pin::pin;
-use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
-use entra_emulator::{
-    ApplicationConfig, Emulator, EmulatorConfig, FederatedCredentialConfig, TenantConfig,
-};
-use entra_identity::{ClientAssertionCredential, HttpOptions, MapEnvironment, TokenCredential};
+use common::SCOPE;
+use entra_identity::{ClientAssertionCredential, TokenCredential};
 
-const SCOPE: &str = "https://graph.microsoft.com/.default";
+mod common;
 
 fn main() {
     let iterations: u32 = std::env::args()
@@ -27,42 +24,10 @@ fn main() {
         .unwrap_or(200_000);
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let (_emulator, credential) = runtime.block_on(async {
-        let config = EmulatorConfig {
-            tenants: vec![TenantConfig {
-                id: Some("aaaaaaaa-0000-0000-0000-000000000001".into()),
-                applications: vec![ApplicationConfig {
-                    client_id: Some("10000000-0000-0000-0000-000000000003".into()),
-                    federated_credentials: vec![FederatedCredentialConfig {
-                        subject: "bench".into(),
-                        ..FederatedCredentialConfig::default()
-                    }],
-                    ..ApplicationConfig::default()
-                }],
-                ..TenantConfig::default()
-            }],
-            ..EmulatorConfig::default()
-        };
-        let emulator = Emulator::builder()
-            .config(config)
-            .start()
-            .await
-            .expect("emulator");
-        let assertion = emulator
-            .mint_federated_token("bench", None, 3600)
-            .expect("token");
-        let credential = ClientAssertionCredential::builder(
-            "aaaaaaaa-0000-0000-0000-000000000001",
-            "10000000-0000-0000-0000-000000000003",
-            move || {
-                let assertion = assertion.clone();
-                async move { Ok::<_, std::io::Error>(assertion) }
-            },
-        )
-        .authority(emulator.url())
-        .http_options(HttpOptions::default().trust_pem(emulator.ca_pem()))
-        .environment(Arc::new(MapEnvironment::new()))
-        .build()
-        .expect("credential");
+        let (emulator, assertion) = common::workload_emulator(Vec::new()).await;
+        let credential = common::workload_credential(&emulator, &assertion)
+            .build()
+            .expect("credential");
         credential
             .get_token(&[SCOPE], None, None, false)
             .await

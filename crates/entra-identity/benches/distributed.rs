@@ -8,20 +8,13 @@
 #![allow(missing_docs)]
 
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use entra_emulator::{
-    ApplicationConfig, Emulator, EmulatorConfig, FederatedCredentialConfig, TenantConfig,
-};
-use entra_identity::{
-    ClientAssertionCredential, DistributedCache, HttpOptions, MapEnvironment, RedisStore,
-    TokenCredential,
-};
+use common::SCOPE;
+use entra_identity::{DistributedCache, RedisStore, TokenCredential};
 
-const TENANT: &str = "aaaaaaaa-0000-0000-0000-000000000001";
-const CLIENT: &str = "10000000-0000-0000-0000-000000000003";
-const SCOPE: &str = "https://graph.microsoft.com/.default";
+mod common;
+
 const RUNS: usize = 200;
 
 fn main() {
@@ -72,41 +65,12 @@ fn start_redis() -> Option<Redis> {
 }
 
 async fn measure(port: u16) {
-    let config = EmulatorConfig {
-        tenants: vec![TenantConfig {
-            id: Some(TENANT.into()),
-            applications: vec![ApplicationConfig {
-                client_id: Some(CLIENT.into()),
-                federated_credentials: vec![FederatedCredentialConfig {
-                    subject: "bench".into(),
-                    ..Default::default()
-                }],
-                ..ApplicationConfig::default()
-            }],
-            ..TenantConfig::default()
-        }],
-        ..EmulatorConfig::default()
-    };
-    let emulator = Emulator::builder()
-        .config(config)
-        .start()
-        .await
-        .expect("emulator");
-    let assertion = emulator
-        .mint_federated_token("bench", None, 3600)
-        .expect("assertion");
+    let (emulator, assertion) = common::workload_emulator(Vec::new()).await;
     let url = format!("redis://127.0.0.1:{port}/");
     let store = RedisStore::connect(&url).await.expect("redis");
     let shared = DistributedCache::new(store, "bench", [3; 32]);
     let build = |distributed: Option<DistributedCache>| {
-        let assertion = assertion.clone();
-        let mut builder = ClientAssertionCredential::builder(TENANT, CLIENT, move || {
-            let assertion = assertion.clone();
-            async move { Ok::<_, std::io::Error>(assertion) }
-        })
-        .authority(emulator.url())
-        .http_options(HttpOptions::default().trust_pem(emulator.ca_pem()))
-        .environment(Arc::new(MapEnvironment::new()));
+        let mut builder = common::workload_credential(&emulator, &assertion);
         if let Some(distributed) = distributed {
             builder = builder.distributed_cache(distributed);
         }

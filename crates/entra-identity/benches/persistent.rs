@@ -13,6 +13,9 @@
 #[path = "../tests/common/keyring.rs"]
 mod keyring;
 
+#[cfg(target_os = "linux")]
+mod common;
+
 #[cfg(not(target_os = "linux"))]
 fn main() {
     println!("the Secret Service exists on Linux only: nothing to measure here");
@@ -29,19 +32,12 @@ mod linux {
     use std::sync::Arc;
     use std::time::{Duration, Instant};
 
-    use entra_emulator::{
-        ApplicationConfig, Emulator, EmulatorConfig, FederatedCredentialConfig, TenantConfig,
-    };
-    use entra_identity::{
-        ClientAssertionCredential, HttpOptions, MapEnvironment, TokenCachePersistenceOptions,
-        TokenCredential,
-    };
+    use entra_emulator::ApplicationConfig;
+    use entra_identity::{MapEnvironment, TokenCachePersistenceOptions, TokenCredential};
 
+    use crate::common::{self, SCOPE};
     use crate::keyring::Session;
 
-    const TENANT: &str = "aaaaaaaa-0000-0000-0000-000000000001";
-    const CLIENT: &str = "10000000-0000-0000-0000-000000000003";
-    const SCOPE: &str = "https://graph.microsoft.com/.default";
     const RUNS: usize = 200;
     /// Other applications' tokens in the cache, so reads parse a cache of realistic size.
     const OTHER_TOKENS: usize = 50;
@@ -55,25 +51,20 @@ mod linux {
 
     pub(crate) async fn measure() {
         let session = Session::start();
-        let emulator = Emulator::builder()
-            .config(config())
-            .start()
-            .await
-            .expect("emulator");
-        let assertion = emulator
-            .mint_federated_token("bench", None, 3600)
-            .expect("assertion");
+        // Other applications, whose tokens fill the caches.
+        let others = (0..OTHER_TOKENS)
+            .map(|index| ApplicationConfig {
+                name: format!("other-{index}"),
+                app_id_uri: Some(format!("api://other-{index}")),
+                ..ApplicationConfig::default()
+            })
+            .collect();
+        let (emulator, assertion) = common::workload_emulator(others).await;
         let file_home = tempfile::tempdir().expect("home");
         let build = |source: Source| {
-            let assertion = assertion.clone();
-            let builder = ClientAssertionCredential::builder(TENANT, CLIENT, move || {
-                let assertion = assertion.clone();
-                async move { Ok::<_, std::io::Error>(assertion) }
-            })
-            .authority(emulator.url())
-            .http_options(HttpOptions::default().trust_pem(emulator.ca_pem()));
+            let builder = common::workload_credential(&emulator, &assertion);
             match source {
-                Source::Entra => builder.environment(Arc::new(MapEnvironment::new())),
+                Source::Entra => builder,
                 Source::File => builder
                     .environment(Arc::new(
                         MapEnvironment::new().with("HOME", file_home.path().to_string_lossy()),
@@ -162,32 +153,6 @@ mod linux {
         println!(
             "  token requests during the runs: {requests} ({RUNS} expected, all from the first row)"
         );
-    }
-
-    fn config() -> EmulatorConfig {
-        EmulatorConfig {
-            tenants: vec![TenantConfig {
-                id: Some(TENANT.into()),
-                applications: (0..=OTHER_TOKENS)
-                    .map(|index| ApplicationConfig {
-                        name: format!("app-{index}"),
-                        client_id: (index == 0).then(|| CLIENT.into()),
-                        app_id_uri: (index > 0).then(|| format!("api://other-{}", index - 1)),
-                        federated_credentials: if index == 0 {
-                            vec![FederatedCredentialConfig {
-                                subject: "bench".into(),
-                                ..Default::default()
-                            }]
-                        } else {
-                            Vec::new()
-                        },
-                        ..ApplicationConfig::default()
-                    })
-                    .collect(),
-                ..TenantConfig::default()
-            }],
-            ..EmulatorConfig::default()
-        }
     }
 
     fn median(samples: &mut [Duration]) -> f64 {
