@@ -5,6 +5,9 @@ use std::error::Error as StdError;
 use std::fmt;
 use std::sync::Arc;
 
+/// Any error a source of client assertions or a cache store returns.
+pub type BoxError = Box<dyn StdError + Send + Sync>;
+
 /// Why a credential could not be built. Nothing was sent anywhere.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -53,7 +56,7 @@ pub enum BuildError {
     EmptyUserAssertion,
     /// The client certificate cannot be used.
     #[error("\"client_certificate\" is not a valid certificate in PEM or PKCS12 format: {0}")]
-    InvalidCertificate(#[source] crate::certificate::CertificateError),
+    InvalidCertificate(#[source] CertificateError),
     /// Persistent token caching cannot be set up as asked.
     #[error("persistent token cache unavailable: {0}")]
     PersistenceUnavailable(String),
@@ -289,6 +292,42 @@ pub struct EntraError {
     pub suberror: Option<String>,
     /// A claims challenge to pass back in the next token request.
     pub claims: Option<String>,
+}
+
+/// Why a client certificate was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CertificateError {
+    /// Neither PEM nor a PKCS#12 file that opens.
+    #[error("Failed to deserialize certificate in PEM or PKCS12 format")]
+    Unreadable,
+    /// No private key in the file.
+    #[error("The certificate must include its private key")]
+    MissingPrivateKey,
+    /// A private key but no certificate.
+    #[error("The private key's certificate is missing")]
+    MissingCertificate,
+    /// A key that is not RSA.
+    #[error("The certificate must have an RSA private key because RS256 is used for signing")]
+    NotRsa,
+    /// An encrypted key and no password.
+    #[error("Password was not given but private key is encrypted")]
+    PasswordRequired,
+    /// A password for a key that is not encrypted.
+    #[error("Password was given but private key is not encrypted.")]
+    PasswordNotNeeded,
+    /// The password does not decrypt the key (or open the PKCS#12 file).
+    #[error("Incorrect password, could not decrypt key")]
+    WrongPassword,
+    /// The key is not the certificate's.
+    #[error("The private key does not belong to the certificate")]
+    KeyDoesNotMatchCertificate,
+    /// The OpenSSL-specific encrypted PEM format (`Proc-Type: 4,ENCRYPTED`).
+    #[error(
+        "Legacy encrypted PEM keys are not supported; convert the key to encrypted PKCS#8 with \
+         `openssl pkcs8 -topk8`"
+    )]
+    LegacyEncryptedPem,
 }
 
 /// 408, 429 and 5xx: statuses after which trying again can help.

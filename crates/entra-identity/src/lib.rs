@@ -125,65 +125,51 @@
 
 #![forbid(unsafe_code)]
 
-mod assertion;
-mod authority;
-#[cfg(feature = "azure-core")]
-mod azure;
 mod cache;
-mod certificate;
-mod core;
+mod client_auth;
 mod credential;
-mod discovery;
-mod distributed;
+mod endpoint;
 mod environment;
 mod error;
-mod http;
-mod msal_file;
-mod persistence;
-mod platform_store;
-mod protocol;
-mod second_level;
 mod secret;
-#[cfg(target_os = "linux")]
-mod secret_service;
-mod tenant;
 mod token;
 
-pub use crate::assertion::{
-    AZURE_FEDERATED_TOKEN_FILE, AssertionFn, AssertionFuture, BoxError, ClientAssertionSource,
-    FileAssertion, assertion_fn,
+#[cfg(feature = "redis")]
+pub use crate::cache::distributed::RedisStore;
+pub use crate::cache::distributed::{DistributedCache, DistributedStore, StoreFuture};
+pub use crate::cache::memory::TokenCache;
+pub use crate::cache::persistent::TokenCachePersistenceOptions;
+pub use crate::client_auth::assertion::{
+    AZURE_FEDERATED_TOKEN_FILE, AssertionFn, AssertionFuture, ClientAssertionSource, FileAssertion,
+    assertion_fn,
 };
-pub use crate::authority::{AZURE_AUTHORITY_HOST, Authority, AzureAuthorityHosts, TenantId};
-pub use crate::cache::TokenCache;
-pub use crate::certificate::CertificateError;
 pub use crate::credential::client_assertion::{
     ClientAssertionCredential, ClientAssertionCredentialBuilder,
 };
 pub use crate::credential::on_behalf_of::{
     OnBehalfOfApplication, OnBehalfOfCredential, OnBehalfOfCredentialBuilder,
 };
-#[cfg(feature = "redis")]
-pub use crate::distributed::RedisStore;
-pub use crate::distributed::{DistributedCache, DistributedStore, StoreFuture};
+pub use crate::endpoint::authority::{
+    AZURE_AUTHORITY_HOST, Authority, AzureAuthorityHosts, TenantId,
+};
+pub use crate::endpoint::http::{HttpOptions, RetryPolicy, SSL_CERT_FILE};
+pub use crate::endpoint::tenant::AZURE_IDENTITY_DISABLE_MULTITENANTAUTH;
 pub use crate::environment::{
     Clock, Environment, ManualClock, MapEnvironment, ProcessEnvironment, SystemClock,
 };
 pub use crate::error::{
-    BuildError, ClientAuthenticationError, CredentialError, CredentialUnavailableError, EntraError,
-    FailureKind,
+    BoxError, BuildError, CertificateError, ClientAuthenticationError, CredentialError,
+    CredentialUnavailableError, EntraError, FailureKind,
 };
-pub use crate::http::{HttpOptions, RetryPolicy, SSL_CERT_FILE};
-pub use crate::persistence::TokenCachePersistenceOptions;
 pub use crate::secret::{
     AccessTokenSecret, ClientAssertion, ClientSecret, RefreshToken, UserAssertion,
 };
-pub use crate::tenant::AZURE_IDENTITY_DISABLE_MULTITENANTAUTH;
 pub use crate::token::{AccessToken, AccessTokenInfo, TokenCredential, TokenRequestOptions};
 
 /// Internals exposed for the crate's benchmarks and fuzz targets. Not part of the stable API.
 #[doc(hidden)]
 pub mod internal {
-    use crate::certificate::{CertificateSigner, ClientCertificate};
+    use crate::client_auth::certificate::{CertificateSigner, ClientCertificate};
 
     /// A parsed client certificate that signs client assertions, as the credentials use it.
     #[derive(Debug)]
@@ -219,14 +205,14 @@ pub mod internal {
     /// Its methods block (on files, locks and D-Bus): call them from a plain thread or
     /// `spawn_blocking`, never from an async task.
     #[derive(Debug)]
-    pub struct CacheFile(crate::msal_file::MsalCacheFile);
+    pub struct CacheFile(crate::cache::persistent::msal_file::MsalCacheFile);
 
     impl CacheFile {
         /// The file at `path`.
         pub fn new(path: impl Into<std::path::PathBuf>) -> Self {
-            Self(crate::msal_file::MsalCacheFile::new(
+            Self(crate::cache::persistent::msal_file::MsalCacheFile::new(
                 path.into(),
-                crate::msal_file::Store::File,
+                crate::cache::persistent::msal_file::Store::File,
             ))
         }
 
@@ -244,14 +230,19 @@ pub mod internal {
         ) -> Result<Self, String> {
             let environment =
                 crate::MapEnvironment::new().with("DBUS_SESSION_BUS_ADDRESS", bus_address);
-            let connection = crate::secret_service::SecretServiceConnection::open(&environment)?;
-            Ok(Self(crate::msal_file::MsalCacheFile::new(
-                path.into(),
-                crate::msal_file::Store::SecretService {
-                    connection: std::sync::Arc::new(connection),
-                    schema: schema.to_owned(),
-                },
-            )))
+            let connection =
+                crate::cache::persistent::secret_service::SecretServiceConnection::open(
+                    &environment,
+                )?;
+            Ok(Self(
+                crate::cache::persistent::msal_file::MsalCacheFile::new(
+                    path.into(),
+                    crate::cache::persistent::msal_file::Store::SecretService {
+                        connection: std::sync::Arc::new(connection),
+                        schema: schema.to_owned(),
+                    },
+                ),
+            ))
         }
 
         /// Adds an application's access token, under the file's lock.
@@ -270,12 +261,12 @@ pub mod internal {
             expires_on: i64,
             now: i64,
         ) -> std::io::Result<()> {
-            let entry = crate::msal_file::EntryScope {
+            let entry = crate::cache::persistent::msal_file::EntryScope {
                 client_key: client_id,
                 environment,
                 realm,
             };
-            let token = crate::msal_file::CachedAccessToken {
+            let token = crate::cache::persistent::msal_file::CachedAccessToken {
                 secret: secret.to_owned(),
                 expires_on,
                 refresh_on: None,
@@ -297,7 +288,7 @@ pub mod internal {
             scope: &str,
             now: i64,
         ) -> std::io::Result<Option<String>> {
-            let entry = crate::msal_file::EntryScope {
+            let entry = crate::cache::persistent::msal_file::EntryScope {
                 client_key: client_id,
                 environment,
                 realm,
@@ -311,6 +302,6 @@ pub mod internal {
 
     /// Parses a token endpoint response body (for fuzzing).
     pub fn parse_token_response(status: u16, body: &[u8]) -> bool {
-        crate::protocol::parse_token_response(status, None, body, 0).is_ok()
+        crate::endpoint::protocol::parse_token_response(status, None, body, 0).is_ok()
     }
 }

@@ -66,7 +66,7 @@ pub struct AccessTokenSecret(TokenRepr);
 #[derive(Clone)]
 enum TokenRepr {
     Owned(Arc<Zeroizing<String>>),
-    Cached(Arc<crate::cache::CachedToken>),
+    Shared(Arc<dyn SharedSecret>),
 }
 
 impl AccessTokenSecret {
@@ -83,7 +83,7 @@ impl AccessTokenSecret {
     pub fn expose_secret(&self) -> &str {
         match &self.0 {
             TokenRepr::Owned(value) => value.as_str(),
-            TokenRepr::Cached(token) => token.secret(),
+            TokenRepr::Shared(token) => token.secret(),
         }
     }
 
@@ -92,10 +92,18 @@ impl AccessTokenSecret {
         self.expose_secret().is_empty()
     }
 
-    /// The cache's own copy, shared without allocating.
-    pub(crate) fn cached(token: Arc<crate::cache::CachedToken>) -> Self {
-        Self(TokenRepr::Cached(token))
+    /// A copy kept elsewhere (by the token cache, beside the token's times), shared without
+    /// allocating.
+    pub(crate) fn shared(token: Arc<dyn SharedSecret>) -> Self {
+        Self(TokenRepr::Shared(token))
     }
+}
+
+/// A secret that lives inside another allocation, such as the token cache's entry, and is
+/// wiped when that is dropped.
+pub(crate) trait SharedSecret: Send + Sync {
+    /// The secret itself.
+    fn secret(&self) -> &str;
 }
 
 impl fmt::Debug for AccessTokenSecret {

@@ -5,12 +5,12 @@ use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 
-use crate::assertion::ClientAssertionSource;
-use crate::cache::{FetchFuture, Fetched, Hints};
-use crate::core::{CommonOptions, Core, Lookup, OwnedRequest};
+use crate::cache::memory::{FetchFuture, Fetched, Hints};
+use crate::client_auth::assertion::ClientAssertionSource;
 use crate::credential::common_builder_methods;
+use crate::credential::core::{CommonOptions, Core, Lookup, OwnedRequest};
+use crate::endpoint::protocol::{FormBody, JWT_BEARER_ASSERTION_TYPE, merge_claims};
 use crate::error::{BuildError, ClientAuthenticationError, CredentialError, FailureKind};
-use crate::protocol::{FormBody, JWT_BEARER_ASSERTION_TYPE, merge_claims};
 use crate::token::{AccessTokenInfo, TokenCredential, TokenFuture, TokenRequestOptions};
 
 /// Authenticates a service principal with a JWT assertion.

@@ -1,6 +1,9 @@
 //! The credentials.
 
+#[cfg(feature = "azure-core")]
+mod azure;
 pub(crate) mod client_assertion;
+pub(crate) mod core;
 pub(crate) mod on_behalf_of;
 
 /// The builder methods every credential has, over a `common: CommonOptions` field.

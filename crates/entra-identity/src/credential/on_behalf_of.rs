@@ -9,14 +9,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use sha2::Digest as _;
 use zeroize::Zeroizing;
 
-use crate::assertion::ClientAssertionSource;
-use crate::cache::{FetchFuture, Fetched, Hints, PartitionKeyRef};
-use crate::certificate::{CertificateSigner, ClientCertificate};
-use crate::core::{CommonOptions, Core, Lookup, OwnedRequest};
+use crate::cache::memory::{FetchFuture, Fetched, Hints, PartitionKeyRef};
+use crate::client_auth::assertion::ClientAssertionSource;
+use crate::client_auth::certificate::{CertificateSigner, ClientCertificate};
 use crate::credential::common_builder_methods;
-use crate::discovery::InstanceDiscovery;
+use crate::credential::core::{CommonOptions, Core, Lookup, OwnedRequest};
+use crate::endpoint::discovery::InstanceDiscovery;
+use crate::endpoint::protocol::{FormBody, JWT_BEARER_ASSERTION_TYPE, TokenResponse, merge_claims};
 use crate::error::{BuildError, ClientAuthenticationError, CredentialError, FailureKind};
-use crate::protocol::{FormBody, JWT_BEARER_ASSERTION_TYPE, TokenResponse, merge_claims};
 use crate::secret::{ClientSecret, RefreshToken, UserAssertion};
 use crate::token::{AccessTokenInfo, TokenCredential, TokenFuture, TokenRequestOptions};
 

@@ -23,7 +23,7 @@ use futures_util::FutureExt as _;
 use futures_util::future::WeakShared;
 
 use crate::error::CredentialError;
-use crate::secret::{AccessTokenSecret, RefreshToken};
+use crate::secret::{AccessTokenSecret, RefreshToken, SharedSecret};
 use crate::token::{AccessToken, AccessTokenInfo};
 use zeroize::Zeroizing;
 
@@ -720,19 +720,20 @@ impl CachedToken {
         }
     }
 
-    /// The secret.
-    pub(crate) fn secret(&self) -> &str {
-        &self.secret
-    }
-
     /// The token as callers get it, sharing the cache's copy of the secret.
     fn info(self: &Arc<Self>) -> AccessTokenInfo {
         AccessTokenInfo {
-            token: AccessTokenSecret::cached(self.clone()),
+            token: AccessTokenSecret::shared(self.clone()),
             expires_on: self.expires_on,
             token_type: token_type_name(self.token_type),
             refresh_on: (self.refresh_on != i64::MIN).then_some(self.refresh_on),
         }
+    }
+}
+
+impl SharedSecret for CachedToken {
+    fn secret(&self) -> &str {
+        &self.secret
     }
 }
 

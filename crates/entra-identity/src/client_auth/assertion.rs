@@ -8,10 +8,8 @@ use std::sync::Mutex;
 use std::time::SystemTime;
 
 use crate::environment::Environment;
+use crate::error::BoxError;
 use crate::secret::ClientAssertion;
-
-/// Any error a source of client assertions returns.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The future a [`ClientAssertionSource`] returns.
 pub type AssertionFuture<'a> =

@@ -1,6 +1,6 @@
 //! Which tenant a request goes to: the multi-tenant rules of azure-identity.
 
-use crate::authority::{TenantId, is_valid_tenant};
+use crate::endpoint::authority::{TenantId, is_valid_tenant};
 use crate::error::{ClientAuthenticationError, CredentialError, FailureKind};
 
 /// The environment variable that, set to any non-empty value, turns multi-tenant requests off:

@@ -3,21 +3,20 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::authority::{AZURE_AUTHORITY_HOST, Authority, TenantId};
-use crate::cache::{FetchFuture, Fetched, Hints, PartitionKeyRef, SortedScopes, TokenCache};
-use crate::distributed::DistributedCache;
+use crate::cache::distributed::DistributedCache;
+use crate::cache::memory::{
+    FetchFuture, Fetched, Hints, PartitionKeyRef, SortedScopes, TokenCache,
+};
+use crate::cache::persistent::{Persistence, TokenCachePersistenceOptions};
+use crate::cache::second_level::{self, DistributedEntry, Fetcher, PersistentEntry};
+use crate::endpoint::authority::{AZURE_AUTHORITY_HOST, Authority, TenantId};
+use crate::endpoint::http::{HttpClient, HttpOptions};
+use crate::endpoint::protocol::{TokenResponse, parse_token_response};
+use crate::endpoint::tenant::{AZURE_IDENTITY_DISABLE_MULTITENANTAUTH, TenantPolicy};
 use crate::environment::{Clock, Environment, ProcessEnvironment, SystemClock};
 use crate::error::{BuildError, CredentialError};
-use crate::http::{HttpClient, HttpOptions};
-use crate::persistence::{Persistence, TokenCachePersistenceOptions};
-use crate::protocol::{TokenResponse, parse_token_response};
-use crate::second_level::{self, DistributedEntry, PersistentEntry};
 use crate::secret::RefreshToken;
-use crate::tenant::{AZURE_IDENTITY_DISABLE_MULTITENANTAUTH, TenantPolicy};
 use crate::token::{AccessTokenInfo, TokenRequestOptions};
-
-/// A token request waiting to be made: given the tenant and a refresh token, it makes it.
-pub(crate) type Fetcher = Box<dyn FnOnce(&str, Option<RefreshToken>) -> FetchFuture + Send>;
 
 /// What the fast path of a token request found.
 pub(crate) enum Lookup {
@@ -141,7 +140,7 @@ impl Core {
             return None;
         }
         let sorted = SortedScopes::new(scopes);
-        crate::cache::hot_token(hints, options.enable_cae, &sorted, self.clock.now())
+        crate::cache::memory::hot_token(hints, options.enable_cae, &sorted, self.clock.now())
     }
 
     /// The fast path of a token request: checks it and answers from the cache when it can,

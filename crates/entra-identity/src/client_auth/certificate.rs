@@ -13,7 +13,7 @@ use sha1::Digest as _;
 use x509_parser::prelude::{FromDer as _, X509Certificate};
 use zeroize::Zeroizing;
 
-use crate::error::BuildError;
+use crate::error::{BuildError, CertificateError};
 use crate::secret::ClientAssertion;
 
 /// Lifetime of a signed client assertion.
@@ -23,42 +23,6 @@ const ASSERTION_LIFETIME_SECS: i64 = 600;
 const ASSERTION_REUSE_SECS: i64 = 300;
 /// Backdating of `nbf`/`iat`, for clocks slightly ahead of Entra's.
 const CLOCK_SKEW_SECS: i64 = 60;
-
-/// Why a client certificate was refused.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum CertificateError {
-    /// Neither PEM nor a PKCS#12 file that opens.
-    #[error("Failed to deserialize certificate in PEM or PKCS12 format")]
-    Unreadable,
-    /// No private key in the file.
-    #[error("The certificate must include its private key")]
-    MissingPrivateKey,
-    /// A private key but no certificate.
-    #[error("The private key's certificate is missing")]
-    MissingCertificate,
-    /// A key that is not RSA.
-    #[error("The certificate must have an RSA private key because RS256 is used for signing")]
-    NotRsa,
-    /// An encrypted key and no password.
-    #[error("Password was not given but private key is encrypted")]
-    PasswordRequired,
-    /// A password for a key that is not encrypted.
-    #[error("Password was given but private key is not encrypted.")]
-    PasswordNotNeeded,
-    /// The password does not decrypt the key (or open the PKCS#12 file).
-    #[error("Incorrect password, could not decrypt key")]
-    WrongPassword,
-    /// The key is not the certificate's.
-    #[error("The private key does not belong to the certificate")]
-    KeyDoesNotMatchCertificate,
-    /// The OpenSSL-specific encrypted PEM format (`Proc-Type: 4,ENCRYPTED`).
-    #[error(
-        "Legacy encrypted PEM keys are not supported; convert the key to encrypted PKCS#8 with \
-         `openssl pkcs8 -topk8`"
-    )]
-    LegacyEncryptedPem,
-}
 
 /// A parsed client certificate: the RSA key, the chain (leaf first) and its thumbprints.
 pub(crate) struct ClientCertificate {

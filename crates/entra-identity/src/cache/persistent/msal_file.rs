@@ -52,7 +52,8 @@ pub(crate) enum Store {
     /// Encrypted by the Secret Service, under the item of this schema name.
     #[cfg(target_os = "linux")]
     SecretService {
-        connection: std::sync::Arc<crate::secret_service::SecretServiceConnection>,
+        connection:
+            std::sync::Arc<crate::cache::persistent::secret_service::SecretServiceConnection>,
         schema: String,
     },
     /// Encrypted by the macOS Keychain, under this account.
@@ -245,13 +246,13 @@ impl MsalCacheFile {
             }
             #[cfg(target_os = "macos")]
             Store::Keychain { account } => {
-                crate::platform_store::keychain::save(account, &text)?;
+                crate::cache::persistent::platform_store::keychain::save(account, &text)?;
                 self.signal_change()
             }
             #[cfg(windows)]
-            Store::DataProtection => {
-                self.replace_file(&crate::platform_store::data_protection::protect(&text)?)
-            }
+            Store::DataProtection => self.replace_file(
+                &crate::cache::persistent::platform_store::data_protection::protect(&text)?,
+            ),
         }
     }
 
@@ -266,11 +267,16 @@ impl MsalCacheFile {
             #[cfg(target_os = "linux")]
             Store::SecretService { connection, schema } => connection.load(schema),
             #[cfg(target_os = "macos")]
-            Store::Keychain { account } => crate::platform_store::keychain::load(account),
+            Store::Keychain { account } => {
+                crate::cache::persistent::platform_store::keychain::load(account)
+            }
             #[cfg(windows)]
             Store::DataProtection => match std::fs::read(&self.path) {
                 Ok(sealed) if sealed.is_empty() => Ok(None),
-                Ok(sealed) => crate::platform_store::data_protection::unprotect(&sealed).map(Some),
+                Ok(sealed) => {
+                    crate::cache::persistent::platform_store::data_protection::unprotect(&sealed)
+                        .map(Some)
+                }
                 Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
                 Err(error) => Err(error),
             },

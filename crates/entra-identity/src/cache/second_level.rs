@@ -7,15 +7,17 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use crate::assertion::BoxError;
-use crate::cache::{FetchFuture, Fetched, Refresh, refresh_status};
-use crate::core::Fetcher;
-use crate::distributed::{DistributedCache, SharedToken};
+use crate::cache::distributed::{DistributedCache, SharedToken};
+use crate::cache::memory::{FetchFuture, Fetched, Refresh, refresh_status};
+use crate::cache::persistent::msal_file::{CachedAccessToken, EntryScope, MsalCacheFile};
 use crate::environment::Clock;
+use crate::error::BoxError;
 use crate::error::{ClientAuthenticationError, CredentialError, FailureKind};
-use crate::msal_file::{CachedAccessToken, EntryScope, MsalCacheFile};
 use crate::secret::{AccessTokenSecret, RefreshToken};
 use crate::token::AccessTokenInfo;
+
+/// A token request waiting to be made: given the tenant and a refresh token, it makes it.
+pub(crate) type Fetcher = Box<dyn FnOnce(&str, Option<RefreshToken>) -> FetchFuture + Send>;
 
 /// What a second-level cache's operation returns.
 type StoreFuture<T> = Pin<Box<dyn Future<Output = Result<T, BoxError>> + Send>>;

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use sha2::Digest as _;
 use zeroize::Zeroizing;
 
-use crate::assertion::BoxError;
+use crate::error::BoxError;
 
 /// The future a [`DistributedStore`] returns.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, BoxError>> + Send + 'a>>;

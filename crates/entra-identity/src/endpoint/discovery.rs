@@ -6,9 +6,9 @@ use std::sync::{Mutex, OnceLock};
 
 use serde_json::Value;
 
-use crate::authority::Authority;
+use crate::endpoint::authority::Authority;
+use crate::endpoint::http::HttpClient;
 use crate::error::{ClientAuthenticationError, CredentialError, FailureKind};
-use crate::http::HttpClient;
 
 /// Where instance discovery asks by default.
 pub(crate) const DEFAULT_DISCOVERY_HOST: &str = "login.microsoft.com";

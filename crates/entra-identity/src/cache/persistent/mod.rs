@@ -1,11 +1,16 @@
 //! Persistent token caching: the options, and the cache files they name.
 
+pub(crate) mod msal_file;
+pub(crate) mod platform_store;
+#[cfg(target_os = "linux")]
+pub(crate) mod secret_service;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::cache::persistent::msal_file::{MsalCacheFile, Store};
 use crate::environment::Environment;
 use crate::error::BuildError;
-use crate::msal_file::{MsalCacheFile, Store};
 
 /// Configuration of persistent token caching, as both credentials accept it.
 ///
@@ -162,12 +167,12 @@ impl Persistence {
 
 /// The platform's store for secrets, which encrypts the cache.
 #[cfg(target_os = "linux")]
-struct SecretStore(Arc<crate::secret_service::SecretServiceConnection>);
+struct SecretStore(Arc<secret_service::SecretServiceConnection>);
 
 #[cfg(target_os = "linux")]
 impl SecretStore {
     fn open(environment: &dyn Environment) -> Result<Self, String> {
-        crate::secret_service::SecretServiceConnection::shared(environment)
+        secret_service::SecretServiceConnection::shared(environment)
             .map(Self)
             .map_err(|reason| format!("the Secret Service cannot be used: {reason}"))
     }
@@ -194,7 +199,7 @@ impl SecretStore {
     /// Where the cache `<name><suffix>` goes: the Keychain item azure-identity uses for it.
     fn store(&self, name: &str, suffix: &str) -> Store {
         Store::Keychain {
-            account: crate::platform_store::keychain_account(name, suffix),
+            account: platform_store::keychain_account(name, suffix),
         }
     }
 }
