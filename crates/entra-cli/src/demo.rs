@@ -8,8 +8,9 @@ use entra_emulator::{
     ApplicationConfig, CertificateConfig, Emulator, EmulatorConfig, FederatedCredentialConfig,
     TenantConfig, UserConfig, UserTokenRequest,
 };
+use entra_identity::TokenRequestOptions;
 use entra_identity::{
-    ClientAssertionCredential, HttpOptions, MapEnvironment, OnBehalfOfApplication, TokenCredential,
+    ClientAssertionCredential, HttpOptions, MapEnvironment, OnBehalfOfApplication,
 };
 use serde_json::Value;
 
@@ -59,7 +60,8 @@ pub(crate) async fn run() -> Result<(), Failure> {
     .build()
     .map_err(Failure::configuration)?;
     let scope = "api://downstream/.default";
-    let (first, first_time) = timed(credential.get_token(&[scope], None, None, false)).await;
+    let (first, first_time) =
+        timed(credential.get_token(&[scope], TokenRequestOptions::new())).await;
     let first = first.map_err(Failure::authentication)?;
     println!("2. ClientAssertionCredential (federated workload token) -> {scope}");
     println!("   token from Entra ID in {}", millis(first_time));
@@ -67,7 +69,8 @@ pub(crate) async fn run() -> Result<(), Failure> {
         first.token.expose_secret(),
         &["aud", "appid", "tid", "idtyp", "exp"],
     )?;
-    let (second, second_time) = timed(credential.get_token(&[scope], None, None, false)).await;
+    let (second, second_time) =
+        timed(credential.get_token(&[scope], TokenRequestOptions::new())).await;
     second.map_err(Failure::authentication)?;
     println!(
         "   the same call again: served from the cache in {}",
@@ -92,7 +95,7 @@ pub(crate) async fn run() -> Result<(), Failure> {
         .instance_discovery_host(emulator.url())
         .http_options(http)
         .environment(environment)
-        .build_application()
+        .build()
         .map_err(Failure::configuration)?;
     let incoming = emulator.mint_user_token(&UserTokenRequest {
         user: USER.to_owned(),
@@ -102,7 +105,8 @@ pub(crate) async fn run() -> Result<(), Failure> {
     let obo = application
         .credential_for(incoming)
         .map_err(Failure::configuration)?;
-    let (token, obo_time) = timed(obo.get_token(&[DOWNSTREAM_SCOPE], None, None, false)).await;
+    let (token, obo_time) =
+        timed(obo.get_token(&[DOWNSTREAM_SCOPE], TokenRequestOptions::new())).await;
     let token = token.map_err(Failure::authentication)?;
     println!("3. OnBehalfOfCredential (certificate, PS256) for {USER} -> {DOWNSTREAM_SCOPE}");
     println!("   exchanged the user's token in {}", millis(obo_time));
@@ -118,7 +122,11 @@ pub(crate) async fn run() -> Result<(), Failure> {
         .unwrap_or_default();
     println!("   the emulator verified the client assertion: {signed}\n");
 
-    let (cae, cae_time) = timed(obo.get_token(&[DOWNSTREAM_SCOPE], None, None, true)).await;
+    let (cae, cae_time) = timed(obo.get_token(
+        &[DOWNSTREAM_SCOPE],
+        TokenRequestOptions::new().enable_cae(true),
+    ))
+    .await;
     let cae = cae.map_err(Failure::authentication)?;
     println!(
         "4. The same with Continuous Access Evaluation (enable_cae) in {}",
@@ -132,9 +140,7 @@ pub(crate) async fn run() -> Result<(), Failure> {
     match obo
         .get_token(
             &[DOWNSTREAM_SCOPE],
-            None,
-            Some("fabrikam.onmicrosoft.com"),
-            false,
+            TokenRequestOptions::new().tenant_id("fabrikam.onmicrosoft.com"),
         )
         .await
     {

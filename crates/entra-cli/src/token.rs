@@ -209,11 +209,9 @@ async fn request(
     common: &CommonArgs,
 ) -> Result<AccessTokenInfo, Failure> {
     let scopes: Vec<&str> = common.scopes.iter().map(String::as_str).collect();
-    let options = TokenRequestOptions {
-        claims: common.claims.as_deref(),
-        tenant_id: common.request_tenant.as_deref(),
-        enable_cae: common.enable_cae,
-    };
+    let mut options = TokenRequestOptions::new().enable_cae(common.enable_cae);
+    options.claims = common.claims.as_deref();
+    options.tenant_id = common.request_tenant.as_deref();
     credential
         .get_token_info(&scopes, options)
         .await

@@ -12,7 +12,8 @@ use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
 use common::SCOPE;
-use entra_identity::{ClientAssertionCredential, TokenCredential};
+use entra_identity::ClientAssertionCredential;
+use entra_identity::TokenRequestOptions;
 
 mod common;
 
@@ -29,7 +30,7 @@ fn main() {
             .build()
             .expect("credential");
         credential
-            .get_token(&[SCOPE], None, None, false)
+            .get_token(&[SCOPE], TokenRequestOptions::new())
             .await
             .expect("first token");
         (emulator, credential)
@@ -59,7 +60,7 @@ fn median_ns(credential: &ClientAssertionCredential, iterations: u32) -> f64 {
         .map(|_| {
             let started = Instant::now();
             for _ in 0..iterations {
-                let future = pin!(credential.get_token(&[SCOPE], None, None, false));
+                let future = pin!(credential.get_token(&[SCOPE], TokenRequestOptions::new()));
                 match future.poll(&mut context) {
                     Poll::Ready(Ok(token)) => {
                         std::hint::black_box(token);

@@ -129,7 +129,11 @@ fn ours_get<'a>(
     credential: &'a Ours,
     scopes: &'a [&'a str],
 ) -> impl Future<Output = Result<entra_identity::AccessToken, CredentialError>> + Send + 'a {
-    entra_identity::TokenCredential::get_token(credential, scopes, None, None, false)
+    entra_identity::TokenCredential::get_token(
+        credential,
+        scopes,
+        entra_identity::TokenRequestOptions::new(),
+    )
 }
 
 fn resource(index: usize) -> String {

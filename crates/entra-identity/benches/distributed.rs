@@ -11,7 +11,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::SCOPE;
-use entra_identity::{DistributedCache, RedisStore, TokenCredential};
+use entra_identity::TokenRequestOptions;
+use entra_identity::{DistributedCache, RedisStore};
 
 mod common;
 
@@ -79,7 +80,7 @@ async fn measure(port: u16) {
 
     // Entra ID: a new credential (empty cache) and no distributed cache, over a warm pool.
     let warm = build(None);
-    warm.get_token(&[SCOPE], None, None, false)
+    warm.get_token(&[SCOPE], TokenRequestOptions::new())
         .await
         .expect("warm-up");
     let mut entra = Vec::new();
@@ -87,7 +88,7 @@ async fn measure(port: u16) {
         let credential = build(None);
         let started = Instant::now();
         credential
-            .get_token(&[SCOPE], None, None, false)
+            .get_token(&[SCOPE], TokenRequestOptions::new())
             .await
             .expect("token");
         entra.push(started.elapsed());
@@ -96,7 +97,7 @@ async fn measure(port: u16) {
     // Fill Redis once, then each new credential finds the token there.
     let commands_before = redis_commands(port);
     build(Some(shared.clone()))
-        .get_token(&[SCOPE], None, None, false)
+        .get_token(&[SCOPE], TokenRequestOptions::new())
         .await
         .expect("fill");
     let commands_after_miss = redis_commands(port);
@@ -105,7 +106,7 @@ async fn measure(port: u16) {
         let credential = build(Some(shared.clone()));
         let started = Instant::now();
         credential
-            .get_token(&[SCOPE], None, None, false)
+            .get_token(&[SCOPE], TokenRequestOptions::new())
             .await
             .expect("token");
         redis_hits.push(started.elapsed());
@@ -115,7 +116,7 @@ async fn measure(port: u16) {
     // The in-process cache of a credential that has the token.
     let credential = build(Some(shared.clone()));
     credential
-        .get_token(&[SCOPE], None, None, false)
+        .get_token(&[SCOPE], TokenRequestOptions::new())
         .await
         .expect("token");
     let commands_before_memory = redis_commands(port);
@@ -125,7 +126,7 @@ async fn measure(port: u16) {
         for _ in 0..1000 {
             std::hint::black_box(
                 credential
-                    .get_token(&[SCOPE], None, None, false)
+                    .get_token(&[SCOPE], TokenRequestOptions::new())
                     .await
                     .expect("token"),
             );

@@ -140,7 +140,11 @@ fn config() -> EmulatorConfig {
 fn get<'a>(
     credential: &'a OnBehalfOfCredential,
 ) -> impl Future<Output = Result<AccessToken, CredentialError>> + Send + 'a {
-    entra_identity::TokenCredential::get_token(credential, SCOPES, None, None, false)
+    entra_identity::TokenCredential::get_token(
+        credential,
+        SCOPES,
+        entra_identity::TokenRequestOptions::new(),
+    )
 }
 
 /// Polls a future to completion on this thread with a no-op waker. A cache hit completes on
@@ -754,7 +758,7 @@ fn main() {
         .http_options(HttpOptions::default().trust_pem(emulator.ca_pem()))
         .environment(Arc::new(MapEnvironment::new()))
         .token_cache(cache.clone())
-        .build_application()
+        .build()
         .expect("application");
     let mut bench = Bench {
         emulator,

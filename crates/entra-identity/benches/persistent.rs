@@ -33,7 +33,7 @@ mod linux {
     use std::time::{Duration, Instant};
 
     use entra_emulator::ApplicationConfig;
-    use entra_identity::{MapEnvironment, TokenCachePersistenceOptions, TokenCredential};
+    use entra_identity::{MapEnvironment, TokenCachePersistenceOptions, TokenRequestOptions};
 
     use crate::common::{self, SCOPE};
     use crate::keyring::Session;
@@ -97,15 +97,13 @@ mod linux {
                 credential
                     .get_token(
                         &[&format!("api://other-{other}/.default")],
-                        None,
-                        None,
-                        false,
+                        TokenRequestOptions::new(),
                     )
                     .await
                     .expect("fill");
             }
             credential
-                .get_token(&[SCOPE], None, None, false)
+                .get_token(&[SCOPE], TokenRequestOptions::new())
                 .await
                 .expect("fill");
         }
@@ -129,7 +127,7 @@ mod linux {
                 builds.push(started.elapsed());
                 let started = Instant::now();
                 credential
-                    .get_token(&[SCOPE], None, None, false)
+                    .get_token(&[SCOPE], TokenRequestOptions::new())
                     .await
                     .expect("token");
                 firsts.push(started.elapsed());

@@ -5,7 +5,7 @@
 //!   cargo run -p entra-identity --example client_assertion -- https://vault.azure.net/.default
 //! ```
 
-use entra_identity::{ClientAssertionCredential, FileAssertion, TokenCredential};
+use entra_identity::{ClientAssertionCredential, FileAssertion};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -5,7 +5,8 @@
 //!   cargo run -p entra-identity --example on_behalf_of -- "<the user's access token>"
 //! ```
 
-use entra_identity::{OnBehalfOfApplication, TokenCache, TokenCredential};
+use entra_identity::TokenRequestOptions;
+use entra_identity::{OnBehalfOfApplication, TokenCache};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -17,7 +18,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     )
     .client_certificate(certificate)
     .token_cache(TokenCache::with_limits(100_000, 256 * 1024 * 1024))
-    .build_application()?;
+    .build()?;
 
     // Per request: the bearer token the caller sent is the user assertion.
     let incoming = std::env::args()
@@ -27,9 +28,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     match credential
         .get_token(
             &["https://graph.microsoft.com/User.Read"],
-            None,
-            None,
-            false,
+            TokenRequestOptions::new(),
         )
         .await
     {

@@ -8,10 +8,13 @@
 //!   (PEM or PKCS#12, pure Rust) or an assertion function. [`OnBehalfOfApplication`] serves
 //!   many users from one application: one credential per request, one shared bounded cache.
 //!
-//! Every credential implements [`TokenCredential`] (`get_token`, `get_token_info` with
-//! `refresh_on` and `token_type`, `close`), accepting claims challenges, a per-request tenant
-//! and Continuous Access Evaluation; with the default `azure-core` feature they also implement
-//! `azure_core::credentials::TokenCredential` for the Azure SDK for Rust.
+//! Every credential has `get_token`, `get_token_info` (with `refresh_on` and `token_type`) and
+//! `close`, taking [`TokenRequestOptions`]: a claims challenge, a per-request tenant, Continuous
+//! Access Evaluation. They implement [`TokenCredential`], which is dyn-compatible, so a service
+//! can hold an `Arc<dyn TokenCredential>` chosen at start-up; with the default `azure-core`
+//! feature they also implement `azure_core::credentials::TokenCredential` for the Azure SDK for
+//! Rust. The methods are inherent too, so calls compile whichever of the two traits is in
+//! scope.
 //!
 //! Terms: a *tenant* is an Entra ID directory; the *authority* is the host that issues tokens
 //! (`login.microsoftonline.com` in the public cloud); an *assertion* is a signed JWT that
@@ -32,14 +35,15 @@
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
-//! use entra_identity::{ClientAssertionCredential, FileAssertion, TokenCredential};
+//! use entra_identity::{ClientAssertionCredential, FileAssertion, TokenRequestOptions};
 //!
 //! let credential = ClientAssertionCredential::new(
 //!     &std::env::var("AZURE_TENANT_ID")?,
 //!     &std::env::var("AZURE_CLIENT_ID")?,
 //!     FileAssertion::new(std::env::var("AZURE_FEDERATED_TOKEN_FILE")?),
 //! )?;
-//! let token = credential.get_token(&["https://storage.azure.com/.default"], None, None, false).await?;
+//! let scopes = ["https://storage.azure.com/.default"];
+//! let token = credential.get_token(&scopes, TokenRequestOptions::default()).await?;
 //! println!("expires at {}", token.expires_on);
 //! # Ok(()) }
 //! ```
@@ -83,12 +87,14 @@
 //!
 //! ```no_run
 //! # async fn example(credential: entra_identity::ClientAssertionCredential, challenge: &str) -> Result<(), entra_identity::CredentialError> {
-//! use entra_identity::{TokenCredential, TokenRequestOptions};
+//! use entra_identity::TokenRequestOptions;
 //!
 //! let scopes = ["https://graph.microsoft.com/.default"];
-//! let other_tenant = credential.get_token(&scopes, None, Some("fabrikam.onmicrosoft.com"), false).await?;
+//! let other_tenant = credential
+//!     .get_token(&scopes, TokenRequestOptions::new().tenant_id("fabrikam.onmicrosoft.com"))
+//!     .await?;
 //! let info = credential
-//!     .get_token_info(&scopes, TokenRequestOptions { claims: Some(challenge), enable_cae: true, ..Default::default() })
+//!     .get_token_info(&scopes, TokenRequestOptions::new().claims(challenge).enable_cae(true))
 //!     .await?;
 //! println!("{} token, refresh at {:?}", info.token_type, info.refresh_on);
 //! # let _ = other_tenant; Ok(()) }
@@ -98,9 +104,10 @@
 //!
 //! ```no_run
 //! # async fn example(credential: entra_identity::ClientAssertionCredential) {
-//! use entra_identity::TokenCredential;
+//! use entra_identity::TokenRequestOptions;
 //!
-//! match credential.get_token(&["https://vault.azure.net/.default"], None, None, false).await {
+//! let scopes = ["https://vault.azure.net/.default"];
+//! match credential.get_token(&scopes, TokenRequestOptions::default()).await {
 //!     Ok(token) => println!("expires at {}", token.expires_on),
 //!     Err(error) if error.is_transient() => eprintln!("try again later: {error}"),
 //!     Err(error) => match error.entra() {
@@ -147,7 +154,8 @@ pub use crate::credential::client_assertion::{
     ClientAssertionCredential, ClientAssertionCredentialBuilder,
 };
 pub use crate::credential::on_behalf_of::{
-    OnBehalfOfApplication, OnBehalfOfCredential, OnBehalfOfCredentialBuilder,
+    OnBehalfOfApplication, OnBehalfOfApplicationBuilder, OnBehalfOfCredential,
+    OnBehalfOfCredentialBuilder,
 };
 pub use crate::endpoint::authority::{
     AZURE_AUTHORITY_HOST, Authority, AzureAuthorityHosts, TenantId,
@@ -164,7 +172,9 @@ pub use crate::error::{
 pub use crate::secret::{
     AccessTokenSecret, ClientAssertion, ClientSecret, RefreshToken, UserAssertion,
 };
-pub use crate::token::{AccessToken, AccessTokenInfo, TokenCredential, TokenRequestOptions};
+pub use crate::token::{
+    AccessToken, AccessTokenInfo, CloseFuture, TokenCredential, TokenFuture, TokenRequestOptions,
+};
 
 /// Internals exposed for the crate's benchmarks and fuzz targets. Not part of the stable API.
 #[doc(hidden)]

@@ -152,10 +152,13 @@ async fn bearer_policy_sends_our_token_and_shares_our_cache() {
     }
 
     // The token our credential holds for that scope, through our own trait (a cache hit).
-    let token =
-        entra_identity::TokenCredential::get_token(&credential, &[GRAPH], None, None, false)
-            .await
-            .expect("token");
+    let token = entra_identity::TokenCredential::get_token(
+        &credential,
+        &[GRAPH],
+        entra_identity::TokenRequestOptions::new(),
+    )
+    .await
+    .expect("token");
     let expected = fingerprint(&format!("Bearer {}", token.token.expose_secret()));
 
     let sent = resource_requests(&emulator);

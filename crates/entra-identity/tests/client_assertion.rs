@@ -8,7 +8,7 @@ use common::*;
 use entra_emulator::{Fault, FaultRule, SettingsUpdate, TokenSettingsUpdate};
 use entra_identity::{
     ClientAssertionCredential, CredentialError, FailureKind, ManualClock, MapEnvironment,
-    TokenCredential, TokenRequestOptions,
+    TokenRequestOptions,
 };
 
 #[tokio::test]
@@ -16,7 +16,7 @@ async fn gets_a_token_and_serves_it_from_cache_without_calling_the_source_again(
     let emulator = emulator().await;
     let (credential, calls) = credential(&emulator);
     let token = credential
-        .get_token(&[GRAPH], None, None, false)
+        .get_token(&[GRAPH], TokenRequestOptions::new())
         .await
         .expect("token");
     let claims = claims(token.token.expose_secret());
@@ -27,7 +27,7 @@ async fn gets_a_token_and_serves_it_from_cache_without_calling_the_source_again(
     assert!((token.expires_on - claims["exp"].as_i64().expect("exp")).abs() <= 1);
 
     let again = credential
-        .get_token(&[GRAPH], None, None, false)
+        .get_token(&[GRAPH], TokenRequestOptions::new())
         .await
         .expect("cached");
     assert_eq!(again.token.expose_secret(), token.token.expose_secret());
@@ -44,7 +44,7 @@ async fn the_request_is_what_azure_identity_sends() {
     let emulator = emulator().await;
     let (credential, _) = credential(&emulator);
     credential
-        .get_token(&[GRAPH], None, None, false)
+        .get_token(&[GRAPH], TokenRequestOptions::new())
         .await
         .expect("token");
     let request = token_requests(&emulator).pop().expect("one request");
@@ -110,11 +110,11 @@ async fn cae_tokens_and_plain_tokens_are_cached_apart() {
     let emulator = emulator().await;
     let (credential, _) = credential(&emulator);
     let plain = credential
-        .get_token(&[GRAPH], None, None, false)
+        .get_token(&[GRAPH], TokenRequestOptions::new())
         .await
         .expect("plain");
     let cae = credential
-        .get_token(&[GRAPH], None, None, true)
+        .get_token(&[GRAPH], TokenRequestOptions::new().enable_cae(true))
         .await
         .expect("cae");
     assert!(claims(plain.token.expose_secret()).get("xms_cc").is_none());
@@ -131,11 +131,11 @@ async fn cae_tokens_and_plain_tokens_are_cached_apart() {
     );
     // Both are cached now.
     credential
-        .get_token(&[GRAPH], None, None, true)
+        .get_token(&[GRAPH], TokenRequestOptions::new().enable_cae(true))
         .await
         .expect("cae again");
     credential
-        .get_token(&[GRAPH], None, None, false)
+        .get_token(&[GRAPH], TokenRequestOptions::new())
         .await
         .expect("plain again");
     assert_eq!(token_requests(&emulator).len(), 2);
@@ -146,12 +146,17 @@ async fn a_claims_challenge_bypasses_the_cache_and_is_merged_with_cae() {
     let emulator = emulator().await;
     let (credential, calls) = credential(&emulator);
     credential
-        .get_token(&[GRAPH], None, None, false)
+        .get_token(&[GRAPH], TokenRequestOptions::new())
         .await
         .expect("first");
     let challenge = r#"{"access_token":{"nbf":{"essential":true,"value":"1700000000"}}}"#;
     credential
-        .get_token(&[GRAPH], Some(challenge), None, true)
+        .get_token(
+            &[GRAPH],
+            TokenRequestOptions::new()
+                .claims(challenge)
+                .enable_cae(true),
+        )
         .await
         .expect("challenged");
     let requests = token_requests(&emulator);
@@ -165,7 +170,12 @@ async fn a_claims_challenge_bypasses_the_cache_and_is_merged_with_cae() {
             "xms_cc": { "values": ["CP1"] } } })
     );
     let error = credential
-        .get_token(&[GRAPH], Some("{not json"), None, true)
+        .get_token(
+            &[GRAPH],
+            TokenRequestOptions::new()
+                .claims("{not json")
+                .enable_cae(true),
+        )
         .await
         .expect_err("bad");
     assert!(
@@ -180,7 +190,7 @@ async fn several_scopes_are_sent_together() {
     let (credential, _) = credential(&emulator);
     // Entra refuses two resources in one client-credentials request, and says so.
     let error = credential
-        .get_token(&[GRAPH, DOWNSTREAM], None, None, false)
+        .get_token(&[GRAPH, DOWNSTREAM], TokenRequestOptions::new())
         .await
         .expect_err("70011");
     assert_eq!(error.entra().expect("entra error").error_codes, [70_011]);
@@ -193,7 +203,10 @@ async fn tenants_follow_the_multi_tenant_rules() {
     let emulator = emulator().await;
     let (credential, _) = credential(&emulator);
     let error = credential
-        .get_token(&[GRAPH], None, Some(SECOND_TENANT), false)
+        .get_token(
+            &[GRAPH],
+            TokenRequestOptions::new().tenant_id(SECOND_TENANT),
+        )
         .await
         .expect_err("not allowed");
     let failure = error.client_authentication().expect("authentication error");
@@ -210,24 +223,32 @@ async fn tenants_follow_the_multi_tenant_rules() {
         .build()
         .expect("credential");
     let first = multi
-        .get_token(&[GRAPH], None, None, false)
+        .get_token(&[GRAPH], TokenRequestOptions::new())
         .await
         .expect("default tenant");
     let second = multi
-        .get_token(&[GRAPH], None, Some(SECOND_TENANT), false)
+        .get_token(
+            &[GRAPH],
+            TokenRequestOptions::new().tenant_id(SECOND_TENANT),
+        )
         .await
         .expect("second");
-    let by_domain = multi.get_token(&[GRAPH], None, Some(DOMAIN), false).await;
+    let by_domain = multi
+        .get_token(&[GRAPH], TokenRequestOptions::new().tenant_id(DOMAIN))
+        .await;
     assert_eq!(claims(first.token.expose_secret())["tid"], TENANT);
     assert_eq!(claims(second.token.expose_secret())["tid"], SECOND_TENANT);
     assert!(by_domain.is_err(), "the domain is not in the allowed list");
     // Each tenant is cached apart.
     multi
-        .get_token(&[GRAPH], None, Some(SECOND_TENANT), false)
+        .get_token(
+            &[GRAPH],
+            TokenRequestOptions::new().tenant_id(SECOND_TENANT),
+        )
         .await
         .expect("cached");
     multi
-        .get_token(&[GRAPH], None, None, false)
+        .get_token(&[GRAPH], TokenRequestOptions::new())
         .await
         .expect("cached");
     assert_eq!(token_requests(&emulator).len(), 2);
@@ -240,13 +261,16 @@ async fn tenants_follow_the_multi_tenant_rules() {
         .build()
         .expect("credential");
     let token = disabled
-        .get_token(&[GRAPH], None, Some("unexpected-tenant"), false)
+        .get_token(
+            &[GRAPH],
+            TokenRequestOptions::new().tenant_id("unexpected-tenant"),
+        )
         .await
         .expect("default");
     assert_eq!(claims(token.token.expose_secret())["tid"], TENANT);
 
     let error = multi
-        .get_token(&[GRAPH], None, Some("bad/tenant"), false)
+        .get_token(&[GRAPH], TokenRequestOptions::new().tenant_id("bad/tenant"))
         .await
         .expect_err("invalid");
     assert!(matches!(error, CredentialError::InvalidRequest(_)));
@@ -262,7 +286,7 @@ async fn entra_errors_carry_their_fields() {
         .build()
         .expect("credential");
     let error = credential
-        .get_token(&[GRAPH], None, None, false)
+        .get_token(&[GRAPH], TokenRequestOptions::new())
         .await
         .expect_err("refused");
     let failure = error.client_authentication().expect("authentication error");
@@ -303,7 +327,7 @@ async fn transient_failures_are_retried_and_bad_bodies_are_clear_errors() {
         fault: Fault::Drop,
     });
     credential
-        .get_token(&[GRAPH], None, None, false)
+        .get_token(&[GRAPH], TokenRequestOptions::new())
         .await
         .expect("succeeds on the third attempt");
     assert_eq!(token_requests(&emulator).len(), 3);
@@ -321,7 +345,9 @@ async fn transient_failures_are_retried_and_bad_bodies_are_clear_errors() {
             count: 1,
             fault: fault.clone(),
         });
-        let outcome = fresh.get_token(&[DOWNSTREAM], None, None, false).await;
+        let outcome = fresh
+            .get_token(&[DOWNSTREAM], TokenRequestOptions::new())
+            .await;
         let error = outcome.expect_err(&format!("{fault:?} gives an error"));
         let failure = error.client_authentication().expect("authentication error");
         assert_eq!(failure.kind(), kind, "{fault:?}: {failure:?}");
@@ -337,7 +363,7 @@ async fn transient_failures_are_retried_and_bad_bodies_are_clear_errors() {
         fault: Fault::Truncate,
     });
     fresh
-        .get_token(&[DOWNSTREAM], None, None, false)
+        .get_token(&[DOWNSTREAM], TokenRequestOptions::new())
         .await
         .expect("retried");
     let (fresh, _) = credential_for(&emulator);
@@ -347,7 +373,7 @@ async fn transient_failures_are_retried_and_bad_bodies_are_clear_errors() {
         fault: Fault::Truncate,
     });
     let error = fresh
-        .get_token(&[DOWNSTREAM], None, None, false)
+        .get_token(&[DOWNSTREAM], TokenRequestOptions::new())
         .await
         .expect_err("cut short");
     let failure = error.client_authentication().expect("authentication error");
@@ -366,7 +392,7 @@ async fn transient_failures_are_retried_and_bad_bodies_are_clear_errors() {
     let (fresh, _) = credential_for(&emulator);
     let before = token_requests(&emulator).len();
     let error = fresh
-        .get_token(&[DOWNSTREAM], None, None, false)
+        .get_token(&[DOWNSTREAM], TokenRequestOptions::new())
         .await
         .expect_err("unavailable");
     assert!(error.is_transient());
@@ -387,17 +413,17 @@ async fn no_scopes_and_closed_credentials_are_errors_not_panics() {
     let emulator = emulator().await;
     let (credential, _) = credential(&emulator);
     let error = credential
-        .get_token(&[], None, None, false)
+        .get_token(&[], TokenRequestOptions::new())
         .await
         .expect_err("no scopes");
     assert!(matches!(error, CredentialError::InvalidRequest(_)));
     credential
-        .get_token(&[GRAPH], None, None, false)
+        .get_token(&[GRAPH], TokenRequestOptions::new())
         .await
         .expect("token");
     credential.close().await;
     let error = credential
-        .get_token(&[GRAPH], None, None, false)
+        .get_token(&[GRAPH], TokenRequestOptions::new())
         .await
         .expect_err("closed");
     assert!(
@@ -419,7 +445,7 @@ async fn the_source_failing_is_a_client_assertion_error() {
     .build()
     .expect("credential");
     let error = credential
-        .get_token(&[GRAPH], None, None, false)
+        .get_token(&[GRAPH], TokenRequestOptions::new())
         .await
         .expect_err("fails");
     let failure = error.client_authentication().expect("authentication error");
@@ -436,7 +462,9 @@ async fn a_thousand_callers_on_a_cold_key_make_one_request() {
     for _ in 0..1000 {
         let credential = credential.clone();
         callers.push(tokio::spawn(async move {
-            credential.get_token(&[GRAPH], None, None, false).await
+            credential
+                .get_token(&[GRAPH], TokenRequestOptions::new())
+                .await
         }));
     }
     let mut tokens = std::collections::HashSet::new();
@@ -454,7 +482,7 @@ async fn a_cached_read_does_not_wait_for_another_scopes_fetch() {
     let emulator = emulator().await;
     let (credential, _) = credential(&emulator);
     credential
-        .get_token(&[GRAPH], None, None, false)
+        .get_token(&[GRAPH], TokenRequestOptions::new())
         .await
         .expect("cached");
     emulator.inject_fault(FaultRule {
@@ -464,7 +492,11 @@ async fn a_cached_read_does_not_wait_for_another_scopes_fetch() {
     });
     let slow = {
         let credential = credential.clone();
-        tokio::spawn(async move { credential.get_token(&[DOWNSTREAM], None, None, false).await })
+        tokio::spawn(async move {
+            credential
+                .get_token(&[DOWNSTREAM], TokenRequestOptions::new())
+                .await
+        })
     };
     // Let the slow fetch reach the emulator, then read the cached scope.
     while token_requests(&emulator).len() < 2 && emulator.counters().requests < 2 {
@@ -472,7 +504,7 @@ async fn a_cached_read_does_not_wait_for_another_scopes_fetch() {
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
     credential
-        .get_token(&[GRAPH], None, None, false)
+        .get_token(&[GRAPH], TokenRequestOptions::new())
         .await
         .expect("cached read");
     assert!(
@@ -524,7 +556,7 @@ async fn the_authority_comes_from_the_environment() {
         .build()
         .expect("credential");
     credential
-        .get_token(&[GRAPH], None, None, false)
+        .get_token(&[GRAPH], TokenRequestOptions::new())
         .await
         .expect("token from the emulator");
     assert_eq!(emulator.counters().token_requests, 1);
@@ -541,7 +573,7 @@ async fn extra_ca_from_ssl_cert_file() {
         .build()
         .expect("credential");
     credential
-        .get_token(&[GRAPH], None, None, false)
+        .get_token(&[GRAPH], TokenRequestOptions::new())
         .await
         .expect("trusted through SSL_CERT_FILE");
 
@@ -556,7 +588,7 @@ async fn extra_ca_from_ssl_cert_file() {
         .build()
         .expect("credential");
     let error = untrusting
-        .get_token(&[GRAPH], None, None, false)
+        .get_token(&[GRAPH], TokenRequestOptions::new())
         .await
         .expect_err("untrusted");
     assert_eq!(
@@ -580,11 +612,11 @@ async fn a_shared_cache_serves_the_same_application_only() {
         .build()
         .expect("credential");
     let token = first
-        .get_token(&[GRAPH], None, None, false)
+        .get_token(&[GRAPH], TokenRequestOptions::new())
         .await
         .expect("token");
     let shared = second
-        .get_token(&[GRAPH], None, None, false)
+        .get_token(&[GRAPH], TokenRequestOptions::new())
         .await
         .expect("shared");
     assert_eq!(shared.token.expose_secret(), token.token.expose_secret());
@@ -606,7 +638,7 @@ async fn a_shared_cache_serves_the_same_application_only() {
     .build()
     .expect("credential");
     let error = other_app
-        .get_token(&[GRAPH], None, None, false)
+        .get_token(&[GRAPH], TokenRequestOptions::new())
         .await
         .expect_err("its own request");
     assert_eq!(error.entra().expect("entra").error_codes, [700_016]);
@@ -625,7 +657,7 @@ async fn failures_are_not_cached_and_permanent_errors_are_not_retried() {
     // Case 3 of the GetTokenMixin suite: four failing calls, four requests.
     for _ in 0..4 {
         credential
-            .get_token(&[GRAPH], None, None, false)
+            .get_token(&[GRAPH], TokenRequestOptions::new())
             .await
             .expect_err("refused");
     }
@@ -643,7 +675,7 @@ async fn failures_are_not_cached_and_permanent_errors_are_not_retried() {
         },
     });
     let error = fresh
-        .get_token(&[GRAPH], None, None, false)
+        .get_token(&[GRAPH], TokenRequestOptions::new())
         .await
         .expect_err("403");
     assert_eq!(

@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex};
 
 use common::*;
 use entra_emulator::{Fault, FaultRule};
-use entra_identity::{ClientAssertionCredential, TokenCredential};
+use entra_identity::ClientAssertionCredential;
+use entra_identity::TokenRequestOptions;
 
 /// Collects everything every tracing subscriber layer writes.
 #[derive(Clone, Default)]
@@ -57,11 +58,11 @@ async fn a_full_flow_traced_at_trace_level_shows_no_secret() {
     .expect("credential");
 
     let token = credential
-        .get_token(&[GRAPH], None, None, false)
+        .get_token(&[GRAPH], TokenRequestOptions::new())
         .await
         .expect("token");
     let cae = credential
-        .get_token(&[GRAPH], None, None, true)
+        .get_token(&[GRAPH], TokenRequestOptions::new().enable_cae(true))
         .await
         .expect("cae token");
     // A retried failure, a refused request, and their errors.
@@ -74,11 +75,11 @@ async fn a_full_flow_traced_at_trace_level_shows_no_secret() {
         },
     });
     credential
-        .get_token(&[DOWNSTREAM], None, None, false)
+        .get_token(&[DOWNSTREAM], TokenRequestOptions::new())
         .await
         .expect("after a retry");
     let error = credential
-        .get_token(&["api://unknown/.default"], None, None, false)
+        .get_token(&["api://unknown/.default"], TokenRequestOptions::new())
         .await
         .expect_err("unknown resource");
 

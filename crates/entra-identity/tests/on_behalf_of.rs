@@ -8,10 +8,10 @@ use entra_emulator::{
     ApplicationConfig, CertificateConfig, Emulator, EmulatorConfig, SettingsUpdate, TenantConfig,
     TokenSettingsUpdate, UserConfig, UserTokenRequest,
 };
+use entra_identity::TokenRequestOptions;
 use entra_identity::{
     BuildError, CertificateError, FailureKind, HttpOptions, ManualClock, MapEnvironment,
     OnBehalfOfApplication, OnBehalfOfCredential, OnBehalfOfCredentialBuilder, RetryPolicy,
-    TokenCredential,
 };
 use serde_json::Value;
 
@@ -164,7 +164,7 @@ async fn a_secret_exchanges_the_users_token_as_msal_does() {
         .build()
         .expect("credential");
     let token = credential
-        .get_token(&[SCOPE], None, None, false)
+        .get_token(&[SCOPE], TokenRequestOptions::new())
         .await
         .expect("token");
     let claims = claims(token.token.expose_secret());
@@ -191,7 +191,7 @@ async fn a_secret_exchanges_the_users_token_as_msal_does() {
     assert_eq!(emulator.counters().instance_discovery_requests, 1);
 
     credential
-        .get_token(&[SCOPE], None, None, false)
+        .get_token(&[SCOPE], TokenRequestOptions::new())
         .await
         .expect("cached");
     assert_eq!(token_requests(&emulator).len(), 1);
@@ -267,7 +267,7 @@ async fn every_kind_of_certificate_authenticates() {
         }
         let credential = builder.build().unwrap_or_else(|e| panic!("{name}: {e}"));
         let token = credential
-            .get_token(&[SCOPE], None, None, false)
+            .get_token(&[SCOPE], TokenRequestOptions::new())
             .await
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(
@@ -309,7 +309,7 @@ async fn subject_name_issuer_needs_and_gets_the_chain() {
         .build()
         .expect("credential");
     let error = without
-        .get_token(&[SCOPE], None, None, false)
+        .get_token(&[SCOPE], TokenRequestOptions::new())
         .await
         .expect_err("needs x5c");
     assert_eq!(error.entra().expect("entra").error_codes, [700_027]);
@@ -319,7 +319,7 @@ async fn subject_name_issuer_needs_and_gets_the_chain() {
         .send_certificate_chain(true)
         .build()
         .expect("credential");
-    with.get_token(&[SCOPE], None, None, false)
+    with.get_token(&[SCOPE], TokenRequestOptions::new())
         .await
         .expect("token with the chain");
     let request = token_requests(&emulator).pop().expect("sent");
@@ -353,11 +353,11 @@ async fn an_assertion_function_authenticates_and_runs_per_request() {
         .build()
         .expect("credential");
     credential
-        .get_token(&[SCOPE], None, None, false)
+        .get_token(&[SCOPE], TokenRequestOptions::new())
         .await
         .expect("token");
     credential
-        .get_token(&[SCOPE], None, None, false)
+        .get_token(&[SCOPE], TokenRequestOptions::new())
         .await
         .expect("cached");
     assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
@@ -406,7 +406,7 @@ async fn refresh_tokens_stay_in_their_users_partition() {
         .instance_discovery_host(emulator.url())
         .http_options(http(&emulator))
         .clock(Arc::new(clock.clone()))
-        .build_application()
+        .build()
         .expect("application");
     let alice = application
         .credential_for(user_token(&emulator, 3, API, 7200))
@@ -415,11 +415,11 @@ async fn refresh_tokens_stay_in_their_users_partition() {
         .credential_for(user_token(&emulator, 4, API, 7200))
         .expect("bob");
     let a1 = alice
-        .get_token(&[SCOPE], None, None, false)
+        .get_token(&[SCOPE], TokenRequestOptions::new())
         .await
         .expect("alice");
     let b1 = bob
-        .get_token(&[SCOPE], None, None, false)
+        .get_token(&[SCOPE], TokenRequestOptions::new())
         .await
         .expect("bob");
     assert_eq!(claims(a1.token.expose_secret())["oid"], user_oid(3));
@@ -433,11 +433,11 @@ async fn refresh_tokens_stay_in_their_users_partition() {
     // Once the access token has expired, each user's refresh token is redeemed: their own.
     clock.advance(3600);
     let a2 = alice
-        .get_token(&[SCOPE], None, None, false)
+        .get_token(&[SCOPE], TokenRequestOptions::new())
         .await
         .expect("alice refreshed");
     let b2 = bob
-        .get_token(&[SCOPE], None, None, false)
+        .get_token(&[SCOPE], TokenRequestOptions::new())
         .await
         .expect("bob refreshed");
     assert_eq!(claims(a2.token.expose_secret())["oid"], user_oid(3));
@@ -460,13 +460,13 @@ async fn refresh_tokens_stay_in_their_users_partition() {
         .credential_for(user_token(&emulator, 5, API, 7200))
         .expect("carol");
     carol
-        .get_token(&[SCOPE], None, None, false)
+        .get_token(&[SCOPE], TokenRequestOptions::new())
         .await
         .expect("carol");
     clock.advance(3600);
     // Carol's refresh token expired at once at the emulator: invalid_grant, then an exchange.
     let c2 = carol
-        .get_token(&[SCOPE], None, None, false)
+        .get_token(&[SCOPE], TokenRequestOptions::new())
         .await
         .expect("carol again");
     assert_eq!(claims(c2.token.expose_secret())["oid"], user_oid(5));
@@ -493,7 +493,7 @@ async fn many_users_at_once_never_get_each_others_tokens() {
         .authority(emulator.url())
         .instance_discovery_host(emulator.url())
         .http_options(http(&emulator))
-        .build_application()
+        .build()
         .expect("application");
     let assertions: Vec<String> = (0..USERS)
         .map(|user| user_token(&emulator, user, API, 3600))
@@ -506,7 +506,10 @@ async fn many_users_at_once_never_get_each_others_tokens() {
             tasks.push(tokio::spawn(async move {
                 let credential = application.credential_for(assertion).expect("credential");
                 let token = credential
-                    .get_token(&[SCOPE], None, None, round % 2 == 1)
+                    .get_token(
+                        &[SCOPE],
+                        TokenRequestOptions::new().enable_cae(round % 2 == 1),
+                    )
                     .await
                     .expect("token");
                 (user, token)
@@ -537,7 +540,12 @@ async fn multi_tenant_and_cae() {
         .build()
         .expect("credential");
     let token = credential
-        .get_token(&[SCOPE], None, Some(SECOND_TENANT), true)
+        .get_token(
+            &[SCOPE],
+            TokenRequestOptions::new()
+                .tenant_id(SECOND_TENANT)
+                .enable_cae(true),
+        )
         .await
         .expect("token");
     let claims = claims(token.token.expose_secret());
@@ -549,9 +557,7 @@ async fn multi_tenant_and_cae() {
     let refused = credential
         .get_token(
             &[SCOPE],
-            None,
-            Some("cccccccc-0000-0000-0000-000000000003"),
-            false,
+            TokenRequestOptions::new().tenant_id("cccccccc-0000-0000-0000-000000000003"),
         )
         .await;
     assert_eq!(
@@ -584,14 +590,14 @@ async fn entra_errors_surface_with_their_codes() {
     ];
     for (credential, code) in cases {
         let error = credential
-            .get_token(&[SCOPE], None, None, false)
+            .get_token(&[SCOPE], TokenRequestOptions::new())
             .await
             .expect_err("refused");
         assert_eq!(error.entra().expect("entra").error_codes, [code], "{error}");
     }
     let consent = obo(user_token(&emulator, 6, CONSENTED_API, 3600), CONSENTED_API);
     let error = consent
-        .get_token(&["api://downstream/Data.Write"], None, None, false)
+        .get_token(&["api://downstream/Data.Write"], TokenRequestOptions::new())
         .await
         .expect_err("consent");
     let entra = error.entra().expect("entra");
@@ -608,7 +614,7 @@ async fn entra_errors_surface_with_their_codes() {
         .build()
         .expect("credential");
     let error = credential
-        .get_token(&[SCOPE], None, None, false)
+        .get_token(&[SCOPE], TokenRequestOptions::new())
         .await
         .expect_err("unknown key");
     assert_eq!(error.entra().expect("entra").error_codes, [700_027]);
@@ -624,7 +630,7 @@ async fn instance_discovery_on_off_and_failing() {
         .disable_instance_discovery(true)
         .build()
         .expect("credential");
-    off.get_token(&[SCOPE], None, None, false)
+    off.get_token(&[SCOPE], TokenRequestOptions::new())
         .await
         .expect("token");
     assert_eq!(emulator.counters().instance_discovery_requests, 0);
@@ -639,7 +645,7 @@ async fn instance_discovery_on_off_and_failing() {
         .build()
         .expect("credential");
     let error = unknown
-        .get_token(&[SCOPE], None, None, false)
+        .get_token(&[SCOPE], TokenRequestOptions::new())
         .await
         .expect_err("invalid instance");
     let failure = error.client_authentication().expect("authentication error");
@@ -659,7 +665,7 @@ async fn a_credential_per_request_shares_the_applications_cache() {
         .authority(emulator.url())
         .instance_discovery_host(emulator.url())
         .http_options(http(&emulator))
-        .build_application()
+        .build()
         .expect("application");
     let assertion = user_token(&emulator, 8, API, 3600);
     for _ in 0..10 {
@@ -667,7 +673,7 @@ async fn a_credential_per_request_shares_the_applications_cache() {
             .credential_for(assertion.as_str())
             .expect("credential");
         credential
-            .get_token(&[SCOPE], None, None, false)
+            .get_token(&[SCOPE], TokenRequestOptions::new())
             .await
             .expect("token");
     }
@@ -686,7 +692,7 @@ async fn closing_one_users_credential_leaves_the_others_working() {
         .authority(emulator.url())
         .instance_discovery_host(emulator.url())
         .http_options(http(&emulator))
-        .build_application()
+        .build()
         .expect("application");
     let first = application
         .credential_for(user_token(&emulator, 9, API, 3600))
@@ -696,7 +702,7 @@ async fn closing_one_users_credential_leaves_the_others_working() {
         .expect("second");
     first.close().await;
     let error = first
-        .get_token(&[SCOPE], None, None, false)
+        .get_token(&[SCOPE], TokenRequestOptions::new())
         .await
         .expect_err("closed");
     assert!(matches!(
@@ -704,12 +710,12 @@ async fn closing_one_users_credential_leaves_the_others_working() {
         entra_identity::CredentialError::CredentialUnavailable(_)
     ));
     second
-        .get_token(&[SCOPE], None, None, false)
+        .get_token(&[SCOPE], TokenRequestOptions::new())
         .await
         .expect("still works");
     application.close();
     let error = second
-        .get_token(&[SCOPE], None, None, false)
+        .get_token(&[SCOPE], TokenRequestOptions::new())
         .await
         .expect_err("application closed");
     assert!(matches!(

@@ -6,8 +6,9 @@ use std::sync::Arc;
 
 use common::*;
 use entra_emulator::UserTokenRequest;
+use entra_identity::TokenRequestOptions;
 use entra_identity::{
-    BuildError, MapEnvironment, OnBehalfOfCredential, TokenCachePersistenceOptions, TokenCredential,
+    BuildError, MapEnvironment, OnBehalfOfCredential, TokenCachePersistenceOptions,
 };
 
 fn persistence(name: &str) -> TokenCachePersistenceOptions {
@@ -35,13 +36,13 @@ async fn a_second_credential_finds_the_first_ones_token_in_the_file() {
     };
     let (first, _) = build();
     let token = first
-        .get_token(&[GRAPH], None, None, false)
+        .get_token(&[GRAPH], TokenRequestOptions::new())
         .await
         .expect("token");
     // A new credential has an empty in-memory cache: the file answers.
     let (second, second_calls) = build();
     let again = second
-        .get_token(&[GRAPH], None, None, false)
+        .get_token(&[GRAPH], TokenRequestOptions::new())
         .await
         .expect("from the file");
     assert_eq!(again.token.expose_secret(), token.token.expose_secret());
@@ -61,7 +62,7 @@ async fn a_second_credential_finds_the_first_ones_token_in_the_file() {
 
     // CAE tokens live in their own file.
     second
-        .get_token(&[GRAPH], None, None, true)
+        .get_token(&[GRAPH], TokenRequestOptions::new().enable_cae(true))
         .await
         .expect("cae");
     assert!(
@@ -143,7 +144,7 @@ async fn on_behalf_of_entries_are_per_user() {
     };
     let first_assertion = assertion(&config_user.upn);
     let token = build(&first_assertion)
-        .get_token(&[DOWNSTREAM], None, None, false)
+        .get_token(&[DOWNSTREAM], TokenRequestOptions::new())
         .await
         .expect("token");
     assert_eq!(
@@ -152,13 +153,13 @@ async fn on_behalf_of_entries_are_per_user() {
     );
     // The same assertion in a new credential: from the file.
     build(&first_assertion)
-        .get_token(&[DOWNSTREAM], None, None, false)
+        .get_token(&[DOWNSTREAM], TokenRequestOptions::new())
         .await
         .expect("cached");
     assert_eq!(emulator.counters().token_requests, 1);
     // Another user never gets it.
     let other = build(&assertion(&other_user.upn))
-        .get_token(&[DOWNSTREAM], None, None, false)
+        .get_token(&[DOWNSTREAM], TokenRequestOptions::new())
         .await;
     assert_eq!(
         claims(other.expect("token").token.expose_secret())["oid"],

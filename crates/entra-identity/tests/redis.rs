@@ -9,7 +9,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::*;
-use entra_identity::{DistributedCache, RedisStore, TokenCredential};
+use entra_identity::TokenRequestOptions;
+use entra_identity::{DistributedCache, RedisStore};
 
 /// A redis-server of our own, stopped when dropped.
 struct RedisServer {
@@ -111,11 +112,11 @@ async fn two_credentials_share_one_token_through_redis() {
         .build()
         .expect("second");
     let token = first
-        .get_token(&[GRAPH], None, None, false)
+        .get_token(&[GRAPH], TokenRequestOptions::new())
         .await
         .expect("token");
     let shared = second
-        .get_token(&[GRAPH], None, None, false)
+        .get_token(&[GRAPH], TokenRequestOptions::new())
         .await
         .expect("shared");
     assert_eq!(shared.token.expose_secret(), token.token.expose_secret());
@@ -163,7 +164,7 @@ async fn a_tampered_entry_is_a_miss_never_a_wrong_token() {
         .build()
         .expect("first");
     first
-        .get_token(&[GRAPH], None, None, false)
+        .get_token(&[GRAPH], TokenRequestOptions::new())
         .await
         .expect("token");
     let key = stored_keys(&redis).pop().expect("stored");
@@ -181,7 +182,7 @@ async fn a_tampered_entry_is_a_miss_never_a_wrong_token() {
         .build()
         .expect("second");
     let token = second
-        .get_token(&[GRAPH], None, None, false)
+        .get_token(&[GRAPH], TokenRequestOptions::new())
         .await
         .expect("a fresh token");
     assert_eq!(
@@ -199,7 +200,7 @@ async fn a_tampered_entry_is_a_miss_never_a_wrong_token() {
         .build()
         .expect("third");
     third
-        .get_token(&[GRAPH], None, None, false)
+        .get_token(&[GRAPH], TokenRequestOptions::new())
         .await
         .expect("token");
     assert_eq!(emulator.counters().token_requests, 3);
@@ -216,14 +217,14 @@ async fn calls_keep_succeeding_when_redis_dies_unless_told_to_fail() {
         .build()
         .expect("first");
     first
-        .get_token(&[GRAPH], None, None, false)
+        .get_token(&[GRAPH], TokenRequestOptions::new())
         .await
         .expect("token");
 
     redis.stop();
     // Memory still answers the first credential.
     first
-        .get_token(&[GRAPH], None, None, false)
+        .get_token(&[GRAPH], TokenRequestOptions::new())
         .await
         .expect("from memory");
     // A new credential goes to Entra ID without Redis.
@@ -233,7 +234,7 @@ async fn calls_keep_succeeding_when_redis_dies_unless_told_to_fail() {
         .build()
         .expect("second");
     second
-        .get_token(&[GRAPH], None, None, false)
+        .get_token(&[GRAPH], TokenRequestOptions::new())
         .await
         .expect("from Entra ID");
     assert_eq!(emulator.counters().token_requests, 2);
@@ -244,7 +245,7 @@ async fn calls_keep_succeeding_when_redis_dies_unless_told_to_fail() {
         .build()
         .expect("strict");
     let error = strict
-        .get_token(&[GRAPH], None, None, false)
+        .get_token(&[GRAPH], TokenRequestOptions::new())
         .await
         .expect_err("Redis is down");
     assert!(

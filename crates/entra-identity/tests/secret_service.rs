@@ -9,7 +9,8 @@ use std::process::{Command, Stdio};
 
 use common::keyring::Session;
 use common::*;
-use entra_identity::{BuildError, TokenCachePersistenceOptions, TokenCredential};
+use entra_identity::TokenRequestOptions;
+use entra_identity::{BuildError, TokenCachePersistenceOptions};
 
 fn encrypted(name: &str) -> TokenCachePersistenceOptions {
     TokenCachePersistenceOptions::new().with_name(name)
@@ -43,7 +44,7 @@ async fn tokens_are_kept_encrypted_in_the_keyring_and_shared_by_credentials() {
     };
     let (first, _) = build();
     let token = first
-        .get_token(&[GRAPH], None, None, false)
+        .get_token(&[GRAPH], TokenRequestOptions::new())
         .await
         .expect("token");
     let secret = token.token.expose_secret().to_owned();
@@ -58,7 +59,7 @@ async fn tokens_are_kept_encrypted_in_the_keyring_and_shared_by_credentials() {
         "one connection per process"
     );
     let again = second
-        .get_token(&[GRAPH], None, None, false)
+        .get_token(&[GRAPH], TokenRequestOptions::new())
         .await
         .expect("from the keyring");
     assert_eq!(again.token.expose_secret(), secret);
@@ -106,7 +107,7 @@ async fn tokens_are_kept_encrypted_in_the_keyring_and_shared_by_credentials() {
         .expect("mtime");
     std::thread::sleep(std::time::Duration::from_millis(20));
     second
-        .get_token(&[DOWNSTREAM], None, None, false)
+        .get_token(&[DOWNSTREAM], TokenRequestOptions::new())
         .await
         .expect("another scope");
     let touched_after = std::fs::metadata(&signal)
@@ -130,7 +131,7 @@ async fn tokens_are_kept_encrypted_in_the_keyring_and_shared_by_credentials() {
 
     // CAE tokens have their own item.
     second
-        .get_token(&[GRAPH], None, None, true)
+        .get_token(&[GRAPH], TokenRequestOptions::new().enable_cae(true))
         .await
         .expect("cae");
     assert!(session.stored_cache("keyring.cae").is_some());
@@ -149,13 +150,13 @@ async fn a_keyring_that_goes_away_costs_requests_never_tokens() {
         .build()
         .expect("credential");
     credential
-        .get_token(&[GRAPH], None, None, false)
+        .get_token(&[GRAPH], TokenRequestOptions::new())
         .await
         .expect("token");
 
     session.stop_keyring();
     let without_keyring = credential
-        .get_token(&[DOWNSTREAM], None, None, false)
+        .get_token(&[DOWNSTREAM], TokenRequestOptions::new())
         .await
         .expect("a token from Entra ID while the keyring is down");
     assert!(!without_keyring.token.expose_secret().is_empty());
@@ -163,7 +164,7 @@ async fn a_keyring_that_goes_away_costs_requests_never_tokens() {
     // Back again (the same login keyring, unlocked): the credential reconnects and stores.
     session.start_keyring(true);
     credential
-        .get_token(&[GRAPH], None, None, true)
+        .get_token(&[GRAPH], TokenRequestOptions::new().enable_cae(true))
         .await
         .expect("cae token");
     let document = session
@@ -209,7 +210,7 @@ async fn a_locked_keyring_is_a_clear_error_unless_files_are_allowed() {
         .build()
         .expect("a file, as allowed");
     let token = credential
-        .get_token(&[GRAPH], None, None, false)
+        .get_token(&[GRAPH], TokenRequestOptions::new())
         .await
         .expect("token");
     let text = std::fs::read_to_string(session.signal_file("locked.nocae")).expect("cache file");
@@ -500,7 +501,7 @@ async fn a_prompt_is_abandoned_and_not_asked_for_again() {
     // The write asks for a prompt; the token comes anyway, once the prompt is given up.
     let token = tokio::time::timeout(
         std::time::Duration::from_secs(120),
-        credential.get_token(&[GRAPH], None, None, false),
+        credential.get_token(&[GRAPH], TokenRequestOptions::new()),
     )
     .await
     .expect("the prompt is given up, not waited for")
@@ -510,7 +511,7 @@ async fn a_prompt_is_abandoned_and_not_asked_for_again() {
 
     // The Secret Service is left alone for a while: no second prompt, no wait.
     credential
-        .get_token(&[DOWNSTREAM], None, None, false)
+        .get_token(&[DOWNSTREAM], TokenRequestOptions::new())
         .await
         .expect("another token");
     assert_eq!(stand_in.prompts(), 1, "no second prompt");
@@ -557,7 +558,7 @@ async fn a_cache_that_cannot_be_read_is_never_written_over() {
         .build()
         .expect("the default collection is there and unlocked");
     let token = credential
-        .get_token(&[GRAPH], None, None, false)
+        .get_token(&[GRAPH], TokenRequestOptions::new())
         .await
         .expect("a token from Entra ID, the cache being unreadable");
     assert!(!token.token.expose_secret().is_empty());

@@ -39,9 +39,10 @@ macro_rules! azure_token_credential {
                 scopes: &[&str],
                 _options: Option<TokenRequestOptions<'_>>,
             ) -> azure_core::Result<AccessToken> {
-                let token = crate::TokenCredential::get_token(self, scopes, None, None, false)
-                    .await
-                    .map_err(to_azure_error)?;
+                let token =
+                    <$credential>::get_token(self, scopes, crate::TokenRequestOptions::new())
+                        .await
+                        .map_err(to_azure_error)?;
                 to_azure_token(token)
             }
         }

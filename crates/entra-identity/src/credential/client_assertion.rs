@@ -2,7 +2,6 @@
 //! function (or a file) supplies.
 
 use std::fmt;
-use std::future::Future;
 use std::sync::Arc;
 
 use crate::cache::memory::{FetchFuture, Fetched, Hints};
@@ -11,7 +10,9 @@ use crate::credential::common_builder_methods;
 use crate::credential::core::{CommonOptions, Core, Lookup, OwnedRequest};
 use crate::endpoint::protocol::{FormBody, JWT_BEARER_ASSERTION_TYPE, merge_claims};
 use crate::error::{BuildError, ClientAuthenticationError, CredentialError, FailureKind};
-use crate::token::{AccessTokenInfo, TokenCredential, TokenFuture, TokenRequestOptions};
+use crate::token::{
+    AccessToken, AccessTokenInfo, CloseFuture, TokenCredential, TokenFuture, TokenRequestOptions,
+};
 
 /// Authenticates a service principal with a JWT assertion.
 ///
@@ -24,14 +25,15 @@ use crate::token::{AccessTokenInfo, TokenCredential, TokenFuture, TokenRequestOp
 ///
 /// ```no_run
 /// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
-/// use entra_identity::{ClientAssertionCredential, TokenCredential};
+/// use entra_identity::{ClientAssertionCredential, TokenRequestOptions};
 ///
 /// let credential = ClientAssertionCredential::new(
 ///     "72f988bf-86f1-41af-91ab-2d7cd011db47",
 ///     "11111111-2222-3333-4444-555555555555",
 ///     || async { Ok::<_, std::io::Error>(std::fs::read_to_string("/var/run/token")?) },
 /// )?;
-/// let token = credential.get_token(&["https://vault.azure.net/.default"], None, None, false).await?;
+/// let scopes = ["https://vault.azure.net/.default"];
+/// let token = credential.get_token(&scopes, TokenRequestOptions::default()).await?;
 /// # let _ = token; Ok(()) }
 /// ```
 #[derive(Clone)]
@@ -136,7 +138,7 @@ impl ClientAssertionCredential {
         &self,
         scopes: &[&str],
         options: TokenRequestOptions<'_>,
-    ) -> TokenFuture<AccessTokenInfo> {
+    ) -> TokenFuture<'static, AccessTokenInfo> {
         match self
             .inner
             .core
@@ -146,12 +148,52 @@ impl ClientAssertionCredential {
             Err(error) => TokenFuture::ready(Err(error)),
             Ok(Lookup::Miss(request)) => {
                 let inner = self.inner.clone();
-                TokenFuture::Pending(Box::pin(async move {
+                TokenFuture::new(async move {
                     let fetch = Self::fetcher(&inner, &request);
                     inner.core.fetch(&request, None, fetch).await
-                }))
+                })
             }
         }
+    }
+}
+
+impl ClientAssertionCredential {
+    /// Requests an access token for `scopes` (see [`TokenCredential::get_token`]). A cached
+    /// token answers at once, without allocating.
+    ///
+    /// # Errors
+    ///
+    /// As [`TokenCredential::get_token`].
+    pub fn get_token<'a>(
+        &'a self,
+        scopes: &'a [&'a str],
+        options: TokenRequestOptions<'a>,
+    ) -> TokenFuture<'a, AccessToken> {
+        if let Some(token) = self.inner.core.hot(scopes, &options, &self.inner.hints) {
+            return TokenFuture::ready(Ok(token));
+        }
+        self.token_future(scopes, options).map(AccessToken::from)
+    }
+
+    /// Requests an access token for `scopes`, with its type and refresh time (see
+    /// [`TokenCredential::get_token_info`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`TokenCredential::get_token`].
+    pub fn get_token_info<'a>(
+        &'a self,
+        scopes: &'a [&'a str],
+        options: TokenRequestOptions<'a>,
+    ) -> TokenFuture<'a, AccessTokenInfo> {
+        self.token_future(scopes, options)
+    }
+
+    /// Closes the credential and its clones at once: later requests fail with
+    /// [`CredentialError::CredentialUnavailable`].
+    pub fn close(&self) -> CloseFuture<'_> {
+        self.inner.core.close();
+        CloseFuture::done()
     }
 }
 
@@ -159,35 +201,26 @@ impl TokenCredential for ClientAssertionCredential {
     fn get_token<'a>(
         &'a self,
         scopes: &'a [&'a str],
-        claims: Option<&'a str>,
-        tenant_id: Option<&'a str>,
-        enable_cae: bool,
-    ) -> impl Future<Output = Result<crate::AccessToken, CredentialError>> + Send + 'a {
-        let options = TokenRequestOptions {
-            claims,
-            tenant_id,
-            enable_cae,
-        };
-        if let Some(token) = self.inner.core.hot(scopes, &options, &self.inner.hints) {
-            return TokenFuture::Ready(Some(Ok(token)));
-        }
-        self.token_future(scopes, options).into_access_token()
+        options: TokenRequestOptions<'a>,
+    ) -> TokenFuture<'a, AccessToken> {
+        Self::get_token(self, scopes, options)
     }
 
-    fn get_token_info(
-        &self,
-        scopes: &[&str],
-        options: TokenRequestOptions<'_>,
-    ) -> impl Future<Output = Result<AccessTokenInfo, CredentialError>> + Send {
-        self.token_future(scopes, options)
+    fn get_token_info<'a>(
+        &'a self,
+        scopes: &'a [&'a str],
+        options: TokenRequestOptions<'a>,
+    ) -> TokenFuture<'a, AccessTokenInfo> {
+        Self::get_token_info(self, scopes, options)
     }
 
-    async fn close(&self) {
-        self.inner.core.close();
+    fn close(&self) -> CloseFuture<'_> {
+        Self::close(self)
     }
 }
 
 /// Builds a [`ClientAssertionCredential`].
+#[must_use = "a builder does nothing until `build` is called"]
 pub struct ClientAssertionCredentialBuilder {
     tenant_id: String,
     client_id: String,
@@ -205,7 +238,7 @@ impl fmt::Debug for ClientAssertionCredentialBuilder {
 }
 
 impl ClientAssertionCredentialBuilder {
-    common_builder_methods!();
+    common_builder_methods!(common);
 
     /// Builds the credential. Nothing is sent until the first token request.
     ///

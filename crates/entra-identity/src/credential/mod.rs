@@ -6,14 +6,14 @@ pub(crate) mod client_assertion;
 pub(crate) mod core;
 pub(crate) mod on_behalf_of;
 
-/// The builder methods every credential has, over a `common: CommonOptions` field.
+/// The builder methods every credential has, over a `CommonOptions` field at `$($field).+`.
 macro_rules! common_builder_methods {
-    () => {
+    ($($field:ident).+) => {
         /// The authority host, such as `login.microsoftonline.com` (the default, unless
         /// `AZURE_AUTHORITY_HOST` is set) or one of [`crate::AzureAuthorityHosts`]. A bare host
         /// gets `https://`; anything but https is refused.
         pub fn authority(mut self, authority: impl Into<String>) -> Self {
-            self.common.authority = Some(authority.into());
+            self.$($field).+.authority = Some(authority.into());
             self
         }
 
@@ -24,7 +24,7 @@ macro_rules! common_builder_methods {
             I: IntoIterator<Item = T>,
             T: Into<String>,
         {
-            self.common.additionally_allowed_tenants =
+            self.$($field).+.additionally_allowed_tenants =
                 tenants.into_iter().map(Into::into).collect();
             self
         }
@@ -34,40 +34,40 @@ macro_rules! common_builder_methods {
             mut self,
             options: crate::TokenCachePersistenceOptions,
         ) -> Self {
-            self.common.cache_persistence_options = Some(options);
+            self.$($field).+.cache_persistence_options = Some(options);
             self
         }
 
         /// A token cache shared by a fleet through an external store such as Redis, behind
         /// the in-memory cache (see [`crate::DistributedCache`]).
         pub fn distributed_cache(mut self, cache: crate::DistributedCache) -> Self {
-            self.common.distributed = Some(cache);
+            self.$($field).+.distributed = Some(cache);
             self
         }
 
         /// HTTP options: extra trusted CAs, timeouts, retries. Credentials built with equal
         /// options share one connection pool.
         pub fn http_options(mut self, options: crate::HttpOptions) -> Self {
-            self.common.http = options;
+            self.$($field).+.http = options;
             self
         }
 
         /// A token cache to share with other credentials (each credential has its own by
         /// default).
         pub fn token_cache(mut self, cache: crate::TokenCache) -> Self {
-            self.common.cache = Some(cache);
+            self.$($field).+.cache = Some(cache);
             self
         }
 
         /// The clock (the system clock by default); tests use [`crate::ManualClock`].
         pub fn clock(mut self, clock: std::sync::Arc<dyn crate::Clock>) -> Self {
-            self.common.clock = Some(clock);
+            self.$($field).+.clock = Some(clock);
             self
         }
 
         /// Where environment variables are read (the process environment by default).
         pub fn environment(mut self, environment: std::sync::Arc<dyn crate::Environment>) -> Self {
-            self.common.environment = Some(environment);
+            self.$($field).+.environment = Some(environment);
             self
         }
     };

@@ -2,7 +2,6 @@
 //! a downstream API, proving its own identity with a secret, a certificate or an assertion.
 
 use std::fmt;
-use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -18,7 +17,9 @@ use crate::endpoint::discovery::InstanceDiscovery;
 use crate::endpoint::protocol::{FormBody, JWT_BEARER_ASSERTION_TYPE, TokenResponse, merge_claims};
 use crate::error::{BuildError, ClientAuthenticationError, CredentialError, FailureKind};
 use crate::secret::{ClientSecret, RefreshToken, UserAssertion};
-use crate::token::{AccessTokenInfo, TokenCredential, TokenFuture, TokenRequestOptions};
+use crate::token::{
+    AccessToken, AccessTokenInfo, CloseFuture, TokenCredential, TokenFuture, TokenRequestOptions,
+};
 
 /// The OpenID Connect scopes every exchange adds, so that Entra ID returns a refresh token.
 const OIDC_SCOPES: [&str; 3] = ["offline_access", "openid", "profile"];
@@ -37,12 +38,13 @@ const OIDC_SCOPES: [&str; 3] = ["offline_access", "openid", "profile"];
 ///
 /// ```no_run
 /// # async fn example(incoming_token: &str) -> Result<(), Box<dyn std::error::Error>> {
-/// use entra_identity::{OnBehalfOfCredential, TokenCredential};
+/// use entra_identity::{OnBehalfOfCredential, TokenRequestOptions};
 ///
 /// let credential = OnBehalfOfCredential::builder("contoso.onmicrosoft.com", "client-id", incoming_token)
 ///     .client_secret(std::env::var("AZURE_CLIENT_SECRET")?)
 ///     .build()?;
-/// let token = credential.get_token(&["https://graph.microsoft.com/User.Read"], None, None, false).await?;
+/// let scopes = ["https://graph.microsoft.com/User.Read"];
+/// let token = credential.get_token(&scopes, TokenRequestOptions::default()).await?;
 /// # let _ = token; Ok(()) }
 /// ```
 #[derive(Clone)]
@@ -61,16 +63,17 @@ pub struct OnBehalfOfCredential {
 ///
 /// ```no_run
 /// # async fn example(incoming_token: &str, pem: Vec<u8>) -> Result<(), Box<dyn std::error::Error>> {
-/// use entra_identity::{OnBehalfOfApplication, TokenCache, TokenCredential};
+/// use entra_identity::{OnBehalfOfApplication, TokenCache, TokenRequestOptions};
 ///
 /// // Once, at start-up.
 /// let application = OnBehalfOfApplication::builder("contoso.onmicrosoft.com", "client-id")
 ///     .client_certificate(pem)
 ///     .token_cache(TokenCache::with_capacity(100_000))
-///     .build_application()?;
+///     .build()?;
 /// // For each request.
 /// let credential = application.credential_for(incoming_token)?;
-/// let token = credential.get_token(&["api://downstream/Data.Read"], None, None, false).await?;
+/// let scopes = ["api://downstream/Data.Read"];
+/// let token = credential.get_token(&scopes, TokenRequestOptions::default()).await?;
 /// # let _ = token; Ok(()) }
 /// ```
 #[derive(Clone)]
@@ -125,7 +128,10 @@ impl OnBehalfOfCredential {
         client_id: &str,
         user_assertion: impl Into<UserAssertion>,
     ) -> OnBehalfOfCredentialBuilder {
-        OnBehalfOfCredentialBuilder::new(tenant_id, client_id, Some(user_assertion.into()))
+        OnBehalfOfCredentialBuilder {
+            application: ApplicationOptions::new(tenant_id, client_id),
+            user_assertion: user_assertion.into(),
+        }
     }
 
     /// The application this credential belongs to.
@@ -196,7 +202,7 @@ impl OnBehalfOfCredential {
         &self,
         scopes: &[&str],
         options: TokenRequestOptions<'_>,
-    ) -> TokenFuture<AccessTokenInfo> {
+    ) -> TokenFuture<'static, AccessTokenInfo> {
         if self.closed.load(Ordering::Relaxed) {
             return TokenFuture::ready(Err(CredentialError::unavailable(
                 "OnBehalfOfCredential has been closed and can no longer request tokens",
@@ -210,11 +216,57 @@ impl OnBehalfOfCredential {
                 let fetch = self.fetcher(&request);
                 let inner = self.application.inner.clone();
                 let user_key = self.user_key;
-                TokenFuture::Pending(Box::pin(async move {
-                    inner.core.fetch(&request, Some(&user_key), fetch).await
-                }))
+                TokenFuture::new(
+                    async move { inner.core.fetch(&request, Some(&user_key), fetch).await },
+                )
             }
         }
+    }
+}
+
+impl OnBehalfOfCredential {
+    /// Requests an access token for `scopes` on behalf of the user (see
+    /// [`TokenCredential::get_token`]). A cached token answers at once, without allocating.
+    ///
+    /// # Errors
+    ///
+    /// As [`TokenCredential::get_token`].
+    pub fn get_token<'a>(
+        &'a self,
+        scopes: &'a [&'a str],
+        options: TokenRequestOptions<'a>,
+    ) -> TokenFuture<'a, AccessToken> {
+        let hot = self
+            .application
+            .inner
+            .core
+            .hot(scopes, &options, &self.hints);
+        if let Some(token) = hot.filter(|_| !self.closed.load(Ordering::Relaxed)) {
+            return TokenFuture::ready(Ok(token));
+        }
+        self.token_future(scopes, options).map(AccessToken::from)
+    }
+
+    /// Requests an access token for `scopes` on behalf of the user, with its type and
+    /// refresh time (see [`TokenCredential::get_token_info`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`TokenCredential::get_token`].
+    pub fn get_token_info<'a>(
+        &'a self,
+        scopes: &'a [&'a str],
+        options: TokenRequestOptions<'a>,
+    ) -> TokenFuture<'a, AccessTokenInfo> {
+        self.token_future(scopes, options)
+    }
+
+    /// Closes this user's credential at once: its later requests fail with
+    /// [`CredentialError::CredentialUnavailable`]; the application and its other users are
+    /// left alone.
+    pub fn close(&self) -> CloseFuture<'_> {
+        self.closed.store(true, Ordering::Relaxed);
+        CloseFuture::done()
     }
 }
 
@@ -222,44 +274,33 @@ impl TokenCredential for OnBehalfOfCredential {
     fn get_token<'a>(
         &'a self,
         scopes: &'a [&'a str],
-        claims: Option<&'a str>,
-        tenant_id: Option<&'a str>,
-        enable_cae: bool,
-    ) -> impl Future<Output = Result<crate::AccessToken, CredentialError>> + Send + 'a {
-        let options = TokenRequestOptions {
-            claims,
-            tenant_id,
-            enable_cae,
-        };
-        let hot = self
-            .application
-            .inner
-            .core
-            .hot(scopes, &options, &self.hints);
-        if let Some(token) = hot.filter(|_| !self.closed.load(Ordering::Relaxed)) {
-            return TokenFuture::Ready(Some(Ok(token)));
-        }
-        self.token_future(scopes, options).into_access_token()
+        options: TokenRequestOptions<'a>,
+    ) -> TokenFuture<'a, AccessToken> {
+        Self::get_token(self, scopes, options)
     }
 
-    fn get_token_info(
-        &self,
-        scopes: &[&str],
-        options: TokenRequestOptions<'_>,
-    ) -> impl Future<Output = Result<AccessTokenInfo, CredentialError>> + Send {
-        self.token_future(scopes, options)
+    fn get_token_info<'a>(
+        &'a self,
+        scopes: &'a [&'a str],
+        options: TokenRequestOptions<'a>,
+    ) -> TokenFuture<'a, AccessTokenInfo> {
+        Self::get_token_info(self, scopes, options)
     }
 
-    async fn close(&self) {
-        self.closed.store(true, Ordering::Relaxed);
+    fn close(&self) -> CloseFuture<'_> {
+        Self::close(self)
     }
 }
 
 impl OnBehalfOfApplication {
-    /// Starts building an application; finish with
-    /// [`OnBehalfOfCredentialBuilder::build_application`].
-    pub fn builder(tenant_id: &str, client_id: &str) -> OnBehalfOfCredentialBuilder {
-        OnBehalfOfCredentialBuilder::new(tenant_id, client_id, None)
+    /// Starts building an application. Give exactly one client credential:
+    /// [`OnBehalfOfApplicationBuilder::client_secret`],
+    /// [`OnBehalfOfApplicationBuilder::client_certificate`] or
+    /// [`OnBehalfOfApplicationBuilder::client_assertion_func`].
+    pub fn builder(tenant_id: &str, client_id: &str) -> OnBehalfOfApplicationBuilder {
+        OnBehalfOfApplicationBuilder {
+            application: ApplicationOptions::new(tenant_id, client_id),
+        }
     }
 
     /// A credential acting for the user who sent `user_assertion`. Cheap: one SHA-256 and a
@@ -394,12 +435,25 @@ fn obo_scope(scopes: &[&str]) -> String {
     all.join(" ")
 }
 
-/// Builds an [`OnBehalfOfCredential`] (with [`OnBehalfOfCredentialBuilder::build`]) or an
-/// [`OnBehalfOfApplication`] (with [`OnBehalfOfCredentialBuilder::build_application`]).
+/// Builds an [`OnBehalfOfCredential`] for one user assertion. Give exactly one client
+/// credential.
+#[must_use = "a builder does nothing until `build` is called"]
 pub struct OnBehalfOfCredentialBuilder {
+    application: ApplicationOptions,
+    user_assertion: UserAssertion,
+}
+
+/// Builds an [`OnBehalfOfApplication`], which hands out a credential per user assertion.
+/// Give exactly one client credential.
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct OnBehalfOfApplicationBuilder {
+    application: ApplicationOptions,
+}
+
+/// What both builders collect: the application and how it proves its identity.
+struct ApplicationOptions {
     tenant_id: String,
     client_id: String,
-    user_assertion: Option<UserAssertion>,
     client_secret: Option<ClientSecret>,
     client_certificate: Option<Zeroizing<Vec<u8>>>,
     password: Option<Zeroizing<Vec<u8>>>,
@@ -413,18 +467,120 @@ pub struct OnBehalfOfCredentialBuilder {
 impl fmt::Debug for OnBehalfOfCredentialBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("OnBehalfOfCredentialBuilder")
-            .field("tenant_id", &self.tenant_id)
-            .field("client_id", &self.client_id)
+            .field("tenant_id", &self.application.tenant_id)
+            .field("client_id", &self.application.client_id)
             .finish_non_exhaustive()
     }
 }
 
+impl fmt::Debug for OnBehalfOfApplicationBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OnBehalfOfApplicationBuilder")
+            .field("tenant_id", &self.application.tenant_id)
+            .field("client_id", &self.application.client_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The setters of both on-behalf-of builders, over an `application: ApplicationOptions` field.
+macro_rules! application_builder_methods {
+    () => {
+        common_builder_methods!(application.common);
+
+        /// Authenticate the application with a client secret.
+        pub fn client_secret(mut self, secret: impl Into<ClientSecret>) -> Self {
+            self.application.client_secret = Some(secret.into());
+            self
+        }
+
+        /// Authenticate the application with a certificate: the bytes of a PEM file (key and
+        /// certificate; the key may be encrypted PKCS#8) or a PKCS#12 file, including its
+        /// private key.
+        pub fn client_certificate(mut self, certificate: impl Into<Vec<u8>>) -> Self {
+            self.application.client_certificate = Some(Zeroizing::new(certificate.into()));
+            self
+        }
+
+        /// The certificate's password, as text (UTF-8) or bytes.
+        pub fn password(mut self, password: impl AsRef<[u8]>) -> Self {
+            self.application.password = Some(Zeroizing::new(password.as_ref().to_vec()));
+            self
+        }
+
+        /// Authenticate the application with client assertions from a function, called for
+        /// each token request (for example a managed identity acting as a federated
+        /// credential).
+        pub fn client_assertion_func(
+            mut self,
+            source: impl ClientAssertionSource + 'static,
+        ) -> Self {
+            self.application.client_assertion = Some(Box::new(source));
+            self
+        }
+
+        /// Send the certificate chain (`x5c`) in client assertions: needed for subject name
+        /// and issuer authentication.
+        pub fn send_certificate_chain(mut self, send: bool) -> Self {
+            self.application.send_certificate_chain = send;
+            self
+        }
+
+        /// Skip instance discovery (and so the validation of the authority): for private
+        /// clouds and Azure Stack whose metadata endpoint cannot be reached. Make sure the
+        /// authority is trustworthy.
+        pub fn disable_instance_discovery(mut self, disable: bool) -> Self {
+            self.application.disable_instance_discovery = disable;
+            self
+        }
+
+        /// Where instance discovery asks (`login.microsoft.com` by default; a base URL such
+        /// as an emulator's is accepted too).
+        pub fn instance_discovery_host(mut self, host: impl Into<String>) -> Self {
+            self.application.instance_discovery_host = Some(host.into());
+            self
+        }
+    };
+}
+
 impl OnBehalfOfCredentialBuilder {
-    fn new(tenant_id: &str, client_id: &str, user_assertion: Option<UserAssertion>) -> Self {
+    application_builder_methods!();
+
+    /// Builds the credential.
+    ///
+    /// # Errors
+    ///
+    /// An empty user assertion; no client credential or more than one; an unreadable
+    /// certificate or a wrong, missing or unneeded password; an invalid tenant, client ID or
+    /// authority.
+    pub fn build(self) -> Result<OnBehalfOfCredential, BuildError> {
+        if self.user_assertion.expose_secret().trim().is_empty() {
+            return Err(BuildError::EmptyUserAssertion);
+        }
+        self.application
+            .build()?
+            .credential_for(self.user_assertion)
+    }
+}
+
+impl OnBehalfOfApplicationBuilder {
+    application_builder_methods!();
+
+    /// Builds the application.
+    ///
+    /// # Errors
+    ///
+    /// No client credential or more than one; an unreadable certificate or a wrong, missing
+    /// or unneeded password; an invalid tenant, client ID or authority.
+    pub fn build(self) -> Result<OnBehalfOfApplication, BuildError> {
+        self.application.build()
+    }
+}
+
+impl ApplicationOptions {
+    fn new(tenant_id: &str, client_id: &str) -> Self {
         Self {
             tenant_id: tenant_id.to_owned(),
             client_id: client_id.to_owned(),
-            user_assertion,
             client_secret: None,
             client_certificate: None,
             password: None,
@@ -436,81 +592,7 @@ impl OnBehalfOfCredentialBuilder {
         }
     }
 
-    common_builder_methods!();
-
-    /// Authenticate the application with a client secret.
-    pub fn client_secret(mut self, secret: impl Into<ClientSecret>) -> Self {
-        self.client_secret = Some(secret.into());
-        self
-    }
-
-    /// Authenticate the application with a certificate: the bytes of a PEM file (key and
-    /// certificate; the key may be encrypted PKCS#8) or a PKCS#12 file, including its private
-    /// key.
-    pub fn client_certificate(mut self, certificate: impl Into<Vec<u8>>) -> Self {
-        self.client_certificate = Some(Zeroizing::new(certificate.into()));
-        self
-    }
-
-    /// The certificate's password, as text (UTF-8) or bytes.
-    pub fn password(mut self, password: impl AsRef<[u8]>) -> Self {
-        self.password = Some(Zeroizing::new(password.as_ref().to_vec()));
-        self
-    }
-
-    /// Authenticate the application with client assertions from a function, called for each
-    /// token request (for example a managed identity acting as a federated credential).
-    pub fn client_assertion_func(mut self, source: impl ClientAssertionSource + 'static) -> Self {
-        self.client_assertion = Some(Box::new(source));
-        self
-    }
-
-    /// Send the certificate chain (`x5c`) in client assertions: needed for subject name and
-    /// issuer authentication.
-    pub fn send_certificate_chain(mut self, send: bool) -> Self {
-        self.send_certificate_chain = send;
-        self
-    }
-
-    /// Skip instance discovery (and so the validation of the authority): for private clouds
-    /// and Azure Stack whose metadata endpoint cannot be reached. Make sure the authority is
-    /// trustworthy.
-    pub fn disable_instance_discovery(mut self, disable: bool) -> Self {
-        self.disable_instance_discovery = disable;
-        self
-    }
-
-    /// Where instance discovery asks (`login.microsoft.com` by default; a base URL such as
-    /// an emulator's is accepted too).
-    pub fn instance_discovery_host(mut self, host: impl Into<String>) -> Self {
-        self.instance_discovery_host = Some(host.into());
-        self
-    }
-
-    /// Builds the credential.
-    ///
-    /// # Errors
-    ///
-    /// An empty or missing user assertion; no client credential or more than one; an
-    /// unreadable certificate or a wrong, missing or unneeded password; an invalid tenant,
-    /// client ID or authority.
-    pub fn build(mut self) -> Result<OnBehalfOfCredential, BuildError> {
-        let user_assertion = self
-            .user_assertion
-            .take()
-            .ok_or(BuildError::EmptyUserAssertion)?;
-        if user_assertion.expose_secret().trim().is_empty() {
-            return Err(BuildError::EmptyUserAssertion);
-        }
-        self.build_application()?.credential_for(user_assertion)
-    }
-
-    /// Builds the application, which hands out a credential per user assertion.
-    ///
-    /// # Errors
-    ///
-    /// As [`OnBehalfOfCredentialBuilder::build`], but for the user assertion.
-    pub fn build_application(self) -> Result<OnBehalfOfApplication, BuildError> {
+    fn build(self) -> Result<OnBehalfOfApplication, BuildError> {
         let secret = self.client_secret.filter(|secret| !secret.is_empty());
         let certificate = self.client_certificate.filter(|bytes| !bytes.is_empty());
         match (&secret, &certificate, &self.client_assertion) {
