@@ -279,8 +279,8 @@ fn http_options(common: &CommonArgs) -> Result<HttpOptions, Failure> {
 fn persistence(common: &CommonArgs) -> Option<TokenCachePersistenceOptions> {
     common.cache_name.as_ref().map(|name| {
         TokenCachePersistenceOptions::new()
-            .with_name(name)
-            .with_allow_unencrypted_storage(common.allow_unencrypted_cache)
+            .name(name)
+            .allow_unencrypted_storage(common.allow_unencrypted_cache)
     })
 }
 

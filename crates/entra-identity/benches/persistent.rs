@@ -71,14 +71,12 @@ mod linux {
                     ))
                     .cache_persistence_options(
                         TokenCachePersistenceOptions::new()
-                            .with_name("bench")
-                            .with_allow_unencrypted_storage(true),
+                            .name("bench")
+                            .allow_unencrypted_storage(true),
                     ),
                 Source::Keyring => builder
                     .environment(session.environment())
-                    .cache_persistence_options(
-                        TokenCachePersistenceOptions::new().with_name("bench"),
-                    ),
+                    .cache_persistence_options(TokenCachePersistenceOptions::new().name("bench")),
             }
             .build()
             .expect("credential")

@@ -13,8 +13,8 @@ use entra_identity::{
 
 fn persistence(name: &str) -> TokenCachePersistenceOptions {
     TokenCachePersistenceOptions::new()
-        .with_name(name)
-        .with_allow_unencrypted_storage(true)
+        .name(name)
+        .allow_unencrypted_storage(true)
 }
 
 fn home(dir: &tempfile::TempDir) -> Arc<MapEnvironment> {

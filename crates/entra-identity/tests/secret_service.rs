@@ -13,7 +13,7 @@ use entra_identity::TokenRequestOptions;
 use entra_identity::{BuildError, TokenCachePersistenceOptions};
 
 fn encrypted(name: &str) -> TokenCachePersistenceOptions {
-    TokenCachePersistenceOptions::new().with_name(name)
+    TokenCachePersistenceOptions::new().name(name)
 }
 
 fn files_under(dir: &Path) -> Vec<PathBuf> {
@@ -206,7 +206,7 @@ async fn a_locked_keyring_is_a_clear_error_unless_files_are_allowed() {
     let (allowed, _) = builder(&emulator, TENANT);
     let credential = allowed
         .environment(session.environment())
-        .cache_persistence_options(encrypted("locked").with_allow_unencrypted_storage(true))
+        .cache_persistence_options(encrypted("locked").allow_unencrypted_storage(true))
         .build()
         .expect("a file, as allowed");
     let token = credential

@@ -46,6 +46,7 @@ use crate::error::BuildError;
 /// set: then the cache is the file `~/.IdentityService/<name>.nocae|.cae` itself, readable by
 /// its owner only, as azure-identity does.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[must_use]
 pub struct TokenCachePersistenceOptions {
     name: String,
     allow_unencrypted_storage: bool,
@@ -66,24 +67,16 @@ impl TokenCachePersistenceOptions {
         Self::default()
     }
 
-    /// The cache's name, which separates it from other applications' caches.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// Whether the cache may be stored unencrypted when no encryption is available.
-    pub fn allow_unencrypted_storage(&self) -> bool {
-        self.allow_unencrypted_storage
-    }
-
-    /// Sets the cache's name.
-    pub fn with_name(mut self, name: impl Into<String>) -> Self {
+    /// The cache's name, which separates it from other applications' caches (`msal.cache` by
+    /// default).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = name.into();
         self
     }
 
-    /// Allows (or forbids) unencrypted storage.
-    pub fn with_allow_unencrypted_storage(mut self, allow: bool) -> Self {
+    /// Allows (or forbids, the default) storing the cache unencrypted when no encryption is
+    /// available.
+    pub fn allow_unencrypted_storage(mut self, allow: bool) -> Self {
         self.allow_unencrypted_storage = allow;
         self
     }
