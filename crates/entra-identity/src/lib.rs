@@ -232,7 +232,7 @@ pub mod internal {
         /// # Errors
         ///
         /// The Secret Service cannot be used.
-        #[cfg(target_os = "linux")]
+        #[cfg(all(target_os = "linux", feature = "secret-service"))]
         pub fn in_secret_service(
             path: impl Into<std::path::PathBuf>,
             schema: &str,

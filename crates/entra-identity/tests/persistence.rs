@@ -91,6 +91,57 @@ async fn encryption_is_required_unless_waived() {
     );
 }
 
+/// Built without the `secret-service` feature, Linux has no secret store: asking for encrypted
+/// persistence fails and says why, and with unencrypted storage allowed the cache is the
+/// owner-only file, as on a platform without a store.
+#[cfg(all(target_os = "linux", not(feature = "secret-service")))]
+#[tokio::test]
+async fn without_the_secret_service_feature_linux_falls_back_like_an_unsupported_platform() {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    let emulator = emulator().await;
+    let dir = tempfile::tempdir().expect("home");
+    // A session bus is named, and still not used: the Secret Service is not compiled in.
+    let environment = Arc::new(
+        MapEnvironment::new()
+            .with("HOME", dir.path().to_string_lossy())
+            .with("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent/bus"),
+    );
+    let (encrypted, _) = builder(&emulator, TENANT);
+    let error = encrypted
+        .environment(environment.clone())
+        .cache_persistence_options(TokenCachePersistenceOptions::new().with_name("minimal"))
+        .build()
+        .expect_err("no secret store without the feature");
+    assert!(
+        matches!(error, BuildError::PersistenceUnavailable(_)),
+        "{error:?}"
+    );
+    assert!(
+        error.to_string().contains("`secret-service` feature"),
+        "{error}"
+    );
+
+    let (allowed, _) = builder(&emulator, TENANT);
+    let credential = allowed
+        .environment(environment)
+        .cache_persistence_options(persistence("minimal"))
+        .build()
+        .expect("a file cache, as allowed");
+    let token = credential
+        .get_token(&[GRAPH], None, None, false)
+        .await
+        .expect("token");
+    let file = dir.path().join(".IdentityService").join("minimal.nocae");
+    let metadata = std::fs::metadata(&file).expect("cache file");
+    assert_eq!(metadata.permissions().mode() & 0o777, 0o600);
+    let text = std::fs::read_to_string(&file).expect("readable");
+    assert!(
+        text.contains(token.token.expose_secret()),
+        "the token is in the file"
+    );
+}
+
 #[tokio::test]
 async fn on_behalf_of_entries_are_per_user() {
     let emulator = emulator().await;

@@ -1,6 +1,6 @@
 //! The persistent cache encrypted by the Linux Secret Service: a private D-Bus session bus and
 //! a real gnome-keyring-daemon per test, both installed by `scripts/test`.
-#![cfg(target_os = "linux")]
+#![cfg(all(target_os = "linux", feature = "secret-service"))]
 
 mod common;
 
@@ -303,7 +303,8 @@ fn four_processes_writing_to_the_keyring_at_once_lose_nothing() {
 }
 
 /// A stand-in Secret Service on a test's bus, for what gnome-keyring never does: ask for a
-/// prompt on every write (as KeePassXC may), or never answer at all.
+/// prompt on every write (as KeePassXC may), or never answer at all. Its `zbus` is the
+/// library's own dependency, there with the `secret-service` feature.
 #[allow(unreachable_pub)]
 mod stand_in {
     use std::collections::HashMap;

@@ -2,7 +2,7 @@
 
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
-#[cfg(target_os = "linux")]
+#[cfg(all(target_os = "linux", feature = "secret-service"))]
 pub mod keyring;
 
 use std::sync::Arc;

@@ -2,7 +2,7 @@
 
 pub(crate) mod msal_file;
 pub(crate) mod platform_store;
-#[cfg(target_os = "linux")]
+#[cfg(all(target_os = "linux", feature = "secret-service"))]
 pub(crate) mod secret_service;
 
 use std::path::PathBuf;
@@ -30,7 +30,8 @@ use crate::error::BuildError;
 ///   waits on one. A Secret Service that asks for one anyway is given up after 10 seconds and
 ///   left alone for 5 minutes; reads and writes of the cache fail meanwhile, and tokens come
 ///   from Entra ID. The process's first credential connects to the Secret Service, which
-///   takes a few milliseconds; later ones share that connection.
+///   takes a few milliseconds; later ones share that connection. This needs the
+///   `secret-service` feature (on by default); without it Linux has no secret store.
 /// - **macOS**: encrypted by the login Keychain, as a generic password of the service
 ///   `Microsoft.Developer.IdentityService` and the account `MSALCache` (for the default
 ///   cache; other caches use their own name), with `~/.IdentityService/<name>.nocae|.cae` as
@@ -159,10 +160,10 @@ impl Persistence {
 }
 
 /// The platform's store for secrets, which encrypts the cache.
-#[cfg(target_os = "linux")]
+#[cfg(all(target_os = "linux", feature = "secret-service"))]
 struct SecretStore(Arc<secret_service::SecretServiceConnection>);
 
-#[cfg(target_os = "linux")]
+#[cfg(all(target_os = "linux", feature = "secret-service"))]
 impl SecretStore {
     fn open(environment: &dyn Environment) -> Result<Self, String> {
         secret_service::SecretServiceConnection::shared(environment)
@@ -212,14 +213,28 @@ impl SecretStore {
     }
 }
 
-/// No store for secrets is supported on this platform.
-#[cfg(not(any(target_os = "linux", target_os = "macos", windows)))]
+/// No store for secrets on this platform, or on Linux without the `secret-service` feature.
+#[cfg(not(any(
+    all(target_os = "linux", feature = "secret-service"),
+    target_os = "macos",
+    windows
+)))]
 struct SecretStore;
 
-#[cfg(not(any(target_os = "linux", target_os = "macos", windows)))]
+#[cfg(not(any(
+    all(target_os = "linux", feature = "secret-service"),
+    target_os = "macos",
+    windows
+)))]
 impl SecretStore {
     fn open(_environment: &dyn Environment) -> Result<Self, String> {
-        Err("no platform secret store is supported on this platform".to_owned())
+        Err(if cfg!(target_os = "linux") {
+            "the Secret Service is not built in (the `secret-service` feature of entra-identity \
+             is off)"
+                .to_owned()
+        } else {
+            "no platform secret store is supported on this platform".to_owned()
+        })
     }
 
     // Never reached here, since opening always fails, but `open`'s callers need it.

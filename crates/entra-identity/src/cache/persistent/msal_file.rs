@@ -50,7 +50,7 @@ pub(crate) enum Store {
     /// In the file itself, readable only by its owner.
     File,
     /// Encrypted by the Secret Service, under the item of this schema name.
-    #[cfg(target_os = "linux")]
+    #[cfg(all(target_os = "linux", feature = "secret-service"))]
     SecretService {
         connection:
             std::sync::Arc<crate::cache::persistent::secret_service::SecretServiceConnection>,
@@ -239,7 +239,7 @@ impl MsalCacheFile {
         }
         match &self.store {
             Store::File => self.replace_file(&text),
-            #[cfg(target_os = "linux")]
+            #[cfg(all(target_os = "linux", feature = "secret-service"))]
             Store::SecretService { connection, schema } => {
                 connection.save(schema, &text)?;
                 self.signal_change()
@@ -264,7 +264,7 @@ impl MsalCacheFile {
                 Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
                 Err(error) => Err(error),
             },
-            #[cfg(target_os = "linux")]
+            #[cfg(all(target_os = "linux", feature = "secret-service"))]
             Store::SecretService { connection, schema } => connection.load(schema),
             #[cfg(target_os = "macos")]
             Store::Keychain { account } => {
@@ -286,7 +286,10 @@ impl MsalCacheFile {
     /// msal-extensions reloads a cache kept in a secret store when its signal file's time
     /// changes: the file is touched, as msal-extensions does, never emptied, since a process
     /// without the secret store may keep its allowed plaintext cache there.
-    #[cfg(any(target_os = "linux", target_os = "macos"))]
+    #[cfg(any(
+        all(target_os = "linux", feature = "secret-service"),
+        target_os = "macos"
+    ))]
     fn signal_change(&self) -> std::io::Result<()> {
         let mut options = std::fs::OpenOptions::new();
         options.write(true).create(true);
@@ -301,7 +304,7 @@ impl MsalCacheFile {
     fn describe(&self) -> String {
         match &self.store {
             Store::File => self.path.display().to_string(),
-            #[cfg(target_os = "linux")]
+            #[cfg(all(target_os = "linux", feature = "secret-service"))]
             Store::SecretService { schema, .. } => format!("the Secret Service item {schema}"),
             #[cfg(target_os = "macos")]
             Store::Keychain { account } => format!("the Keychain item {account}"),
