@@ -110,7 +110,7 @@ async fn without_the_secret_service_feature_linux_falls_back_like_an_unsupported
     let (encrypted, _) = builder(&emulator, TENANT);
     let error = encrypted
         .environment(environment.clone())
-        .cache_persistence_options(TokenCachePersistenceOptions::new().with_name("minimal"))
+        .cache_persistence_options(TokenCachePersistenceOptions::new().name("minimal"))
         .build()
         .expect_err("no secret store without the feature");
     assert!(
