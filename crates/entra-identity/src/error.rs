@@ -1,12 +1,53 @@
 //! Errors: [`BuildError`] when a credential cannot be built, [`CredentialError`] when it cannot
 //! produce a token.
+//!
+//! Every error's message says what failed, and its [`std::error::Error::source`] chain says
+//! why, down to the root cause: the `reqwest::Error` and `std::io::Error` of a failed
+//! connection, the `serde_json::Error` of an answer that is not JSON, the error a client
+//! assertion function or a cache store returned. Messages do not repeat their cause's text:
+//! print the whole chain to see everything.
 
 use std::error::Error as StdError;
 use std::fmt;
+use std::ops::Deref;
 use std::sync::Arc;
 
 /// Any error a source of client assertions or a cache store returns.
 pub type BoxError = Box<dyn StdError + Send + Sync>;
+
+/// The error that caused another, shared so that the error holding it stays `Clone`.
+///
+/// It dereferences to the cause. The holder's [`std::error::Error::source`] returns the cause
+/// itself, not this wrapper, so `downcast_ref` finds the cause's own type; for that reason
+/// `ErrorSource` is not an `Error` of its own.
+#[derive(Clone)]
+pub struct ErrorSource(Arc<dyn StdError + Send + Sync>);
+
+impl ErrorSource {
+    pub(crate) fn new(error: impl Into<BoxError>) -> Self {
+        Self(Arc::from(error.into()))
+    }
+}
+
+impl Deref for ErrorSource {
+    type Target = dyn StdError + Send + Sync + 'static;
+
+    fn deref(&self) -> &Self::Target {
+        &*self.0
+    }
+}
+
+impl fmt::Debug for ErrorSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl fmt::Display for ErrorSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&*self.0, f)
+    }
+}
 
 /// Why a credential could not be built. Nothing was sent anywhere.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -66,17 +107,20 @@ pub enum BuildError {
 }
 
 /// Why a credential could not produce a token.
+///
+/// The wrapping variants are transparent: the message and the source are those of the error
+/// they hold.
 #[derive(Clone, Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum CredentialError {
     /// The credential cannot attempt authentication: it lacks required data or state, for
     /// example because it was closed.
-    #[error("{0}")]
+    #[error(transparent)]
     CredentialUnavailable(CredentialUnavailableError),
     /// Authentication was attempted and failed: Entra ID refused it, the response could not be
     /// understood, the network failed, or the request was not allowed by the credential's
     /// configuration (a tenant outside `additionally_allowed_tenants`).
-    #[error("{0}")]
+    #[error(transparent)]
     ClientAuthentication(ClientAuthenticationError),
     /// The request itself is invalid: no scopes, a malformed tenant ID or claims.
     #[error("invalid token request: {0}")]
@@ -113,7 +157,8 @@ impl CredentialError {
 }
 
 /// The credential lacks required data, state or platform support.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("{message}")]
 pub struct CredentialUnavailableError {
     message: String,
 }
@@ -122,12 +167,6 @@ impl CredentialUnavailableError {
     /// The reason.
     pub fn message(&self) -> &str {
         &self.message
-    }
-}
-
-impl fmt::Display for CredentialUnavailableError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
     }
 }
 
@@ -153,6 +192,12 @@ pub enum FailureKind {
 
 /// Authentication failed. When Entra ID sent an error, [`ClientAuthenticationError::entra`]
 /// carries its fields.
+///
+/// The message says what failed; [`std::error::Error::source`] gives the cause when there is
+/// one: the `reqwest::Error` of a failed request (itself caused by an `std::io::Error`, a TLS
+/// error or a timeout), the `serde_json::Error` of an answer that is not JSON, the error the
+/// client assertion function or a cache store returned, or, for an instance discovery that
+/// failed, the failure of its request. An Entra ID error answer is a root cause itself.
 #[derive(Clone)]
 pub struct ClientAuthenticationError {
     kind: FailureKind,
@@ -160,7 +205,7 @@ pub struct ClientAuthenticationError {
     status: Option<u16>,
     entra: Option<Box<EntraError>>,
     transient: bool,
-    source: Option<Arc<dyn StdError + Send + Sync>>,
+    source: Option<ErrorSource>,
 }
 
 impl ClientAuthenticationError {
@@ -206,8 +251,9 @@ impl ClientAuthenticationError {
         self
     }
 
-    pub(crate) fn with_boxed_source(mut self, source: Box<dyn StdError + Send + Sync>) -> Self {
-        self.source = Some(Arc::from(source));
+    /// Sets the cause.
+    pub(crate) fn with_source(mut self, source: impl Into<BoxError>) -> Self {
+        self.source = Some(ErrorSource::new(source));
         self
     }
 
@@ -253,7 +299,7 @@ impl fmt::Debug for ClientAuthenticationError {
             .field("status", &self.status)
             .field("entra", &self.entra)
             .field("transient", &self.transient)
-            .field("source", &self.source.as_ref().map(ToString::to_string))
+            .field("source", &self.source)
             .finish()
     }
 }
@@ -378,5 +424,31 @@ mod tests {
         for status in [200, 400, 401, 403, 404] {
             assert!(!is_transient_status(status), "{status}");
         }
+    }
+
+    #[test]
+    fn wrapping_variants_forward_message_and_source() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let failure = ClientAuthenticationError::new(FailureKind::Transport, "The request failed")
+            .with_source(io);
+        let error = CredentialError::ClientAuthentication(failure);
+        assert_eq!(error.to_string(), "The request failed");
+        let cause = error.source().expect("the I/O error, not the wrapper");
+        assert_eq!(
+            cause
+                .downcast_ref::<std::io::Error>()
+                .map(std::io::Error::kind),
+            Some(std::io::ErrorKind::ConnectionRefused)
+        );
+        assert!(cause.source().is_none());
+        let closed = CredentialError::unavailable("closed");
+        assert_eq!(closed.to_string(), "closed");
+        assert!(closed.source().is_none());
+        assert!(matches!(
+            closed,
+            CredentialError::CredentialUnavailable(ref unavailable) if unavailable.message() == "closed"
+        ));
+        let invalid = CredentialError::InvalidRequest("no scope".into());
+        assert_eq!(invalid.to_string(), "invalid token request: no scope");
     }
 }

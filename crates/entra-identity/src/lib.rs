@@ -159,7 +159,7 @@ pub use crate::environment::{
 };
 pub use crate::error::{
     BoxError, BuildError, CertificateError, ClientAuthenticationError, CredentialError,
-    CredentialUnavailableError, EntraError, FailureKind,
+    CredentialUnavailableError, EntraError, ErrorSource, FailureKind,
 };
 pub use crate::secret::{
     AccessTokenSecret, ClientAssertion, ClientSecret, RefreshToken, UserAssertion,
