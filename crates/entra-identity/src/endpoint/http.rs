@@ -8,7 +8,9 @@ use rand::Rng as _;
 use zeroize::Zeroizing;
 
 use crate::environment::Environment;
-use crate::error::{BuildError, ClientAuthenticationError, FailureKind, is_transient_status};
+use crate::error::{
+    BuildError, Chain, ClientAuthenticationError, FailureKind, is_transient_status,
+};
 
 /// The environment variable naming a PEM file of extra trusted CA certificates.
 pub const SSL_CERT_FILE: &str = "SSL_CERT_FILE";
@@ -246,11 +248,16 @@ impl HttpClient {
                         Err(failure) => failure,
                     }
                 }
-                Err(error) => transport_failure(&error),
+                Err(error) => transport_failure(error),
             };
             let delay = policy.backoff(retry);
             if failure.is_transient() && may_retry(delay) {
-                tracing::debug!(retry, ?delay, "request failed, will retry: {failure}");
+                tracing::debug!(
+                    retry,
+                    ?delay,
+                    "request failed, will retry: {}",
+                    Chain(&failure)
+                );
                 tokio::time::sleep(delay).await;
                 retry += 1;
                 continue;
@@ -323,9 +330,7 @@ async fn read_response(
             }
             Ok(None) => break,
             Err(error) => {
-                return Err(transport_failure(&error)
-                    .with_status(status)
-                    .transient(true));
+                return Err(transport_failure(error).with_status(status).transient(true));
             }
         }
     }
@@ -336,7 +341,9 @@ async fn read_response(
     })
 }
 
-fn transport_failure(error: &reqwest::Error) -> ClientAuthenticationError {
+/// A request that failed on the way: reqwest's error, which names the URL (no secret) and
+/// holds the I/O, TLS or timeout error behind it, is the source.
+fn transport_failure(error: reqwest::Error) -> ClientAuthenticationError {
     let (kind, message) = if error.is_timeout() {
         (
             FailureKind::Timeout,
@@ -353,20 +360,9 @@ fn transport_failure(error: &reqwest::Error) -> ClientAuthenticationError {
             "The request to Microsoft Entra ID failed",
         )
     };
-    // reqwest errors name the URL, which holds no secret; keep the chain for diagnosis.
-    ClientAuthenticationError::new(kind, format!("{message}: {}", error_chain(error)))
+    ClientAuthenticationError::new(kind, message)
         .transient(true)
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
+        .with_source(error)
 }
 
 #[cfg(test)]
