@@ -318,6 +318,24 @@ impl StdError for ClientAuthenticationError {
     }
 }
 
+/// A message and the error behind it, for the layers with no error type of their own (a file
+/// assertion, the Secret Service): the message says what failed, the source why.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub(crate) struct ContextError {
+    message: String,
+    source: BoxError,
+}
+
+impl ContextError {
+    pub(crate) fn new(message: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        Self {
+            message: message.into(),
+            source: source.into(),
+        }
+    }
+}
+
 /// Shows an error and its causes, `message: cause: cause`, for log lines. A cause whose text
 /// the error before it already shows (as some libraries' errors do) is left out.
 pub(crate) struct Chain<'a>(pub(crate) &'a (dyn StdError + 'static));
@@ -471,5 +489,20 @@ mod tests {
         ));
         let invalid = CredentialError::InvalidRequest("no scope".into());
         assert_eq!(invalid.to_string(), "invalid token request: no scope");
+    }
+
+    #[test]
+    fn chains_show_each_cause_once() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("library error: {0}")]
+        struct Repeating(#[source] std::io::Error);
+        let error = ContextError::new(
+            "cannot read the file",
+            Repeating(std::io::Error::other("disk on fire")),
+        );
+        assert_eq!(
+            Chain(&error).to_string(),
+            "cannot read the file: library error: disk on fire"
+        );
     }
 }
