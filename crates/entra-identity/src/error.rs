@@ -50,7 +50,10 @@ impl fmt::Display for ErrorSource {
 }
 
 /// Why a credential could not be built. Nothing was sent anywhere.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+///
+/// Build errors compare equal when they say the same: the same variant with the same fields,
+/// whatever error caused them (causes, such as I/O errors, cannot be compared).
+#[derive(Clone, Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum BuildError {
     /// The authority is not an https URL.
@@ -77,6 +80,8 @@ pub enum BuildError {
         origin: String,
         /// What is wrong with it.
         reason: String,
+        /// The error behind it: the `std::io::Error` of reading the file, or the PEM parser's.
+        source: Option<ErrorSource>,
     },
     /// No client credential: one of a secret, a certificate or an assertion function is needed.
     #[error(
@@ -95,16 +100,59 @@ pub enum BuildError {
     /// The on-behalf-of user assertion is empty.
     #[error("\"user_assertion\" must not be empty.")]
     EmptyUserAssertion,
-    /// The client certificate cannot be used.
-    #[error("\"client_certificate\" is not a valid certificate in PEM or PKCS12 format: {0}")]
+    /// The client certificate cannot be used; the source says why.
+    #[error("\"client_certificate\" is not a valid certificate in PEM or PKCS12 format")]
     InvalidCertificate(#[source] CertificateError),
     /// Persistent token caching cannot be set up as asked.
-    #[error("persistent token cache unavailable: {0}")]
-    PersistenceUnavailable(String),
-    /// The HTTP client could not be created.
-    #[error("cannot create the HTTP client: {0}")]
-    HttpClient(String),
+    #[error("persistent token cache unavailable: {reason}")]
+    PersistenceUnavailable {
+        /// What is missing.
+        reason: String,
+        /// The error behind it, such as the platform secret store's.
+        source: Option<ErrorSource>,
+    },
+    /// The HTTP client could not be created; the source is reqwest's error.
+    #[error("cannot create the HTTP client")]
+    HttpClient(#[source] ErrorSource),
 }
+
+impl PartialEq for BuildError {
+    /// The same variant with the same fields; causes are not compared.
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::InvalidAuthority { authority: a }, Self::InvalidAuthority { authority: b }) => {
+                a == b
+            }
+            (
+                Self::InvalidCertificateAuthority {
+                    origin: a,
+                    reason: reason_a,
+                    ..
+                },
+                Self::InvalidCertificateAuthority {
+                    origin: b,
+                    reason: reason_b,
+                    ..
+                },
+            ) => a == b && reason_a == reason_b,
+            (Self::InvalidCertificate(a), Self::InvalidCertificate(b)) => a == b,
+            (
+                Self::PersistenceUnavailable { reason: a, .. },
+                Self::PersistenceUnavailable { reason: b, .. },
+            ) => a == b,
+            (Self::InvalidTenantId, Self::InvalidTenantId)
+            | (Self::MissingClientId, Self::MissingClientId)
+            | (Self::NoClientCredential, Self::NoClientCredential)
+            | (Self::ConflictingClientCredentials, Self::ConflictingClientCredentials)
+            | (Self::PasswordWithoutCertificate, Self::PasswordWithoutCertificate)
+            | (Self::EmptyUserAssertion, Self::EmptyUserAssertion)
+            | (Self::HttpClient(_), Self::HttpClient(_)) => true,
+            _ => false,
+        }
+    }
+}
+
+impl Eq for BuildError {}
 
 /// Why a credential could not produce a token.
 ///
@@ -489,6 +537,41 @@ mod tests {
         ));
         let invalid = CredentialError::InvalidRequest("no scope".into());
         assert_eq!(invalid.to_string(), "invalid token request: no scope");
+    }
+
+    #[test]
+    fn build_errors_compare_without_their_causes() {
+        let unreadable = |kind| BuildError::InvalidCertificateAuthority {
+            origin: "SSL_CERT_FILE=/ca.pem".into(),
+            reason: "the file cannot be read".into(),
+            source: Some(ErrorSource::new(std::io::Error::from(kind))),
+        };
+        assert_eq!(
+            unreadable(std::io::ErrorKind::NotFound),
+            unreadable(std::io::ErrorKind::PermissionDenied)
+        );
+        assert_eq!(
+            unreadable(std::io::ErrorKind::NotFound).to_string(),
+            "invalid CA certificate (SSL_CERT_FILE=/ca.pem): the file cannot be read"
+        );
+        let cause = unreadable(std::io::ErrorKind::NotFound);
+        let cause = cause.source().expect("cause");
+        assert!(
+            cause.is::<std::io::Error>(),
+            "the cause itself, not a wrapper"
+        );
+        assert_ne!(
+            BuildError::PersistenceUnavailable {
+                reason: "a".into(),
+                source: None
+            },
+            BuildError::PersistenceUnavailable {
+                reason: "b".into(),
+                source: None
+            }
+        );
+        assert_ne!(BuildError::InvalidTenantId, BuildError::MissingClientId);
+        assert_eq!(BuildError::InvalidTenantId, BuildError::InvalidTenantId);
     }
 
     #[test]

@@ -233,7 +233,8 @@ pub mod internal {
             let connection =
                 crate::cache::persistent::secret_service::SecretServiceConnection::open(
                     &environment,
-                )?;
+                )
+                .map_err(|error| error.to_string())?;
             Ok(Self(
                 crate::cache::persistent::msal_file::MsalCacheFile::new(
                     path.into(),

@@ -83,7 +83,7 @@ async fn encryption_is_required_unless_waived() {
         .cache_persistence_options(TokenCachePersistenceOptions::new())
         .build()
         .expect_err("no encryption available");
-    assert!(matches!(error, BuildError::PersistenceUnavailable(_)));
+    assert!(matches!(error, BuildError::PersistenceUnavailable { .. }));
     assert!(
         error.to_string().contains("allow_unencrypted_storage"),
         "{error}"

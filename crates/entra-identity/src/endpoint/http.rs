@@ -9,7 +9,7 @@ use zeroize::Zeroizing;
 
 use crate::environment::Environment;
 use crate::error::{
-    BuildError, Chain, ClientAuthenticationError, FailureKind, is_transient_status,
+    BuildError, Chain, ClientAuthenticationError, ErrorSource, FailureKind, is_transient_status,
 };
 
 /// The environment variable naming a PEM file of extra trusted CA certificates.
@@ -156,7 +156,8 @@ impl HttpClient {
             let pem = std::fs::read_to_string(&path).map_err(|error| {
                 BuildError::InvalidCertificateAuthority {
                     origin: format!("{SSL_CERT_FILE}={path}"),
-                    reason: error.to_string(),
+                    reason: "the file cannot be read".to_owned(),
+                    source: Some(ErrorSource::new(error)),
                 }
             })?;
             options.extra_root_certificates.push(pem);
@@ -282,13 +283,15 @@ fn build_client(options: &HttpOptions) -> Result<reqwest::Client, BuildError> {
             reqwest::Certificate::from_pem_bundle(pem.as_bytes()).map_err(|error| {
                 BuildError::InvalidCertificateAuthority {
                     origin: "extra trusted CA".to_owned(),
-                    reason: error.to_string(),
+                    reason: "the PEM text cannot be read".to_owned(),
+                    source: Some(ErrorSource::new(error)),
                 }
             })?;
         if certificates.is_empty() {
             return Err(BuildError::InvalidCertificateAuthority {
                 origin: "extra trusted CA".to_owned(),
                 reason: "the PEM text holds no certificate".to_owned(),
+                source: None,
             });
         }
         for certificate in certificates {
@@ -297,7 +300,7 @@ fn build_client(options: &HttpOptions) -> Result<reqwest::Client, BuildError> {
     }
     builder
         .build()
-        .map_err(|error| BuildError::HttpClient(error.to_string()))
+        .map_err(|error| BuildError::HttpClient(ErrorSource::new(error)))
 }
 
 /// `Retry-After` in seconds (the form Entra ID uses).
