@@ -305,6 +305,14 @@ impl ClientAuthenticationError {
         self
     }
 
+    /// This failure, caused by the failure of a request it made: the status and whether
+    /// trying again can help are the cause's.
+    pub(crate) fn caused_by(mut self, cause: Self) -> Self {
+        self.status = self.status.or(cause.status);
+        self.transient = cause.transient;
+        self.with_source(cause)
+    }
+
     /// What kind of failure this is.
     pub fn kind(&self) -> FailureKind {
         self.kind
