@@ -114,9 +114,16 @@ fn main() -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
+            // The message says what failed and its causes why, down to the root cause.
             eprintln!("error: {}", failure.error);
+            let mut previous = failure.error.to_string();
             for cause in failure.error.chain().skip(1) {
-                eprintln!("  caused by: {cause}");
+                let text = cause.to_string();
+                // Some libraries' errors repeat their cause's text: show it once.
+                if !previous.contains(&text) {
+                    eprintln!("  caused by: {text}");
+                }
+                previous = text;
             }
             ExitCode::from(failure.status)
         }

@@ -903,6 +903,18 @@ fn usage_and_configuration_errors() {
     );
     run.code(3);
     assert!(h.token_requests().is_empty());
+    // The message says the request failed; the causes below it say why.
+    assert!(
+        run.stderr
+            .contains("error: The request to Microsoft Entra ID failed\n"),
+        "{run:#?}"
+    );
+    assert!(
+        run.stderr
+            .lines()
+            .any(|line| line.starts_with("  caused by: ") && line.contains("certificate")),
+        "{run:#?}"
+    );
 }
 
 #[test]

@@ -1,15 +1,59 @@
 //! Errors: [`BuildError`] when a credential cannot be built, [`CredentialError`] when it cannot
 //! produce a token.
+//!
+//! Every error's message says what failed, and its [`std::error::Error::source`] chain says
+//! why, down to the root cause: the `reqwest::Error` and `std::io::Error` of a failed
+//! connection, the `serde_json::Error` of an answer that is not JSON, the error a client
+//! assertion function or a cache store returned. Messages do not repeat their cause's text:
+//! print the whole chain to see everything.
 
 use std::error::Error as StdError;
 use std::fmt;
+use std::ops::Deref;
 use std::sync::Arc;
 
 /// Any error a source of client assertions or a cache store returns.
 pub type BoxError = Box<dyn StdError + Send + Sync>;
 
+/// The error that caused another, shared so that the error holding it stays `Clone`.
+///
+/// It dereferences to the cause. The holder's [`std::error::Error::source`] returns the cause
+/// itself, not this wrapper, so `downcast_ref` finds the cause's own type; for that reason
+/// `ErrorSource` is not an `Error` of its own.
+#[derive(Clone)]
+pub struct ErrorSource(Arc<dyn StdError + Send + Sync>);
+
+impl ErrorSource {
+    pub(crate) fn new(error: impl Into<BoxError>) -> Self {
+        Self(Arc::from(error.into()))
+    }
+}
+
+impl Deref for ErrorSource {
+    type Target = dyn StdError + Send + Sync + 'static;
+
+    fn deref(&self) -> &Self::Target {
+        &*self.0
+    }
+}
+
+impl fmt::Debug for ErrorSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl fmt::Display for ErrorSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&*self.0, f)
+    }
+}
+
 /// Why a credential could not be built. Nothing was sent anywhere.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+///
+/// Build errors compare equal when they say the same: the same variant with the same fields,
+/// whatever error caused them (causes, such as I/O errors, cannot be compared).
+#[derive(Clone, Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum BuildError {
     /// The authority is not an https URL.
@@ -36,6 +80,8 @@ pub enum BuildError {
         origin: String,
         /// What is wrong with it.
         reason: String,
+        /// The error behind it: the `std::io::Error` of reading the file, or the PEM parser's.
+        source: Option<ErrorSource>,
     },
     /// No client credential: one of a secret, a certificate or an assertion function is needed.
     #[error(
@@ -54,29 +100,75 @@ pub enum BuildError {
     /// The on-behalf-of user assertion is empty.
     #[error("\"user_assertion\" must not be empty.")]
     EmptyUserAssertion,
-    /// The client certificate cannot be used.
-    #[error("\"client_certificate\" is not a valid certificate in PEM or PKCS12 format: {0}")]
+    /// The client certificate cannot be used; the source says why.
+    #[error("\"client_certificate\" is not a valid certificate in PEM or PKCS12 format")]
     InvalidCertificate(#[source] CertificateError),
     /// Persistent token caching cannot be set up as asked.
-    #[error("persistent token cache unavailable: {0}")]
-    PersistenceUnavailable(String),
-    /// The HTTP client could not be created.
-    #[error("cannot create the HTTP client: {0}")]
-    HttpClient(String),
+    #[error("persistent token cache unavailable: {reason}")]
+    PersistenceUnavailable {
+        /// What is missing.
+        reason: String,
+        /// The error behind it, such as the platform secret store's.
+        source: Option<ErrorSource>,
+    },
+    /// The HTTP client could not be created; the source is reqwest's error.
+    #[error("cannot create the HTTP client")]
+    HttpClient(#[source] ErrorSource),
 }
 
+impl PartialEq for BuildError {
+    /// The same variant with the same fields; causes are not compared.
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::InvalidAuthority { authority: a }, Self::InvalidAuthority { authority: b }) => {
+                a == b
+            }
+            (
+                Self::InvalidCertificateAuthority {
+                    origin: a,
+                    reason: reason_a,
+                    ..
+                },
+                Self::InvalidCertificateAuthority {
+                    origin: b,
+                    reason: reason_b,
+                    ..
+                },
+            ) => a == b && reason_a == reason_b,
+            (Self::InvalidCertificate(a), Self::InvalidCertificate(b)) => a == b,
+            (
+                Self::PersistenceUnavailable { reason: a, .. },
+                Self::PersistenceUnavailable { reason: b, .. },
+            ) => a == b,
+            (Self::InvalidTenantId, Self::InvalidTenantId)
+            | (Self::MissingClientId, Self::MissingClientId)
+            | (Self::NoClientCredential, Self::NoClientCredential)
+            | (Self::ConflictingClientCredentials, Self::ConflictingClientCredentials)
+            | (Self::PasswordWithoutCertificate, Self::PasswordWithoutCertificate)
+            | (Self::EmptyUserAssertion, Self::EmptyUserAssertion)
+            | (Self::HttpClient(_), Self::HttpClient(_)) => true,
+            _ => false,
+        }
+    }
+}
+
+impl Eq for BuildError {}
+
 /// Why a credential could not produce a token.
+///
+/// The wrapping variants are transparent: the message and the source are those of the error
+/// they hold.
 #[derive(Clone, Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum CredentialError {
     /// The credential cannot attempt authentication: it lacks required data or state, for
     /// example because it was closed.
-    #[error("{0}")]
+    #[error(transparent)]
     CredentialUnavailable(CredentialUnavailableError),
     /// Authentication was attempted and failed: Entra ID refused it, the response could not be
     /// understood, the network failed, or the request was not allowed by the credential's
     /// configuration (a tenant outside `additionally_allowed_tenants`).
-    #[error("{0}")]
+    #[error(transparent)]
     ClientAuthentication(ClientAuthenticationError),
     /// The request itself is invalid: no scopes, a malformed tenant ID or claims.
     #[error("invalid token request: {0}")]
@@ -113,7 +205,8 @@ impl CredentialError {
 }
 
 /// The credential lacks required data, state or platform support.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("{message}")]
 pub struct CredentialUnavailableError {
     message: String,
 }
@@ -122,12 +215,6 @@ impl CredentialUnavailableError {
     /// The reason.
     pub fn message(&self) -> &str {
         &self.message
-    }
-}
-
-impl fmt::Display for CredentialUnavailableError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
     }
 }
 
@@ -153,6 +240,12 @@ pub enum FailureKind {
 
 /// Authentication failed. When Entra ID sent an error, [`ClientAuthenticationError::entra`]
 /// carries its fields.
+///
+/// The message says what failed; [`std::error::Error::source`] gives the cause when there is
+/// one: the `reqwest::Error` of a failed request (itself caused by an `std::io::Error`, a TLS
+/// error or a timeout), the `serde_json::Error` of an answer that is not JSON, the error the
+/// client assertion function or a cache store returned, or, for an instance discovery that
+/// failed, the failure of its request. An Entra ID error answer is a root cause itself.
 #[derive(Clone)]
 pub struct ClientAuthenticationError {
     kind: FailureKind,
@@ -160,7 +253,7 @@ pub struct ClientAuthenticationError {
     status: Option<u16>,
     entra: Option<Box<EntraError>>,
     transient: bool,
-    source: Option<Arc<dyn StdError + Send + Sync>>,
+    source: Option<ErrorSource>,
 }
 
 impl ClientAuthenticationError {
@@ -206,9 +299,18 @@ impl ClientAuthenticationError {
         self
     }
 
-    pub(crate) fn with_boxed_source(mut self, source: Box<dyn StdError + Send + Sync>) -> Self {
-        self.source = Some(Arc::from(source));
+    /// Sets the cause.
+    pub(crate) fn with_source(mut self, source: impl Into<BoxError>) -> Self {
+        self.source = Some(ErrorSource::new(source));
         self
+    }
+
+    /// This failure, caused by the failure of a request it made: the status and whether
+    /// trying again can help are the cause's.
+    pub(crate) fn caused_by(mut self, cause: Self) -> Self {
+        self.status = self.status.or(cause.status);
+        self.transient = cause.transient;
+        self.with_source(cause)
     }
 
     /// What kind of failure this is.
@@ -253,7 +355,7 @@ impl fmt::Debug for ClientAuthenticationError {
             .field("status", &self.status)
             .field("entra", &self.entra)
             .field("transient", &self.transient)
-            .field("source", &self.source.as_ref().map(ToString::to_string))
+            .field("source", &self.source)
             .finish()
     }
 }
@@ -269,6 +371,45 @@ impl StdError for ClientAuthenticationError {
         self.source
             .as_deref()
             .map(|source| source as &(dyn StdError + 'static))
+    }
+}
+
+/// A message and the error behind it, for the layers with no error type of their own (a file
+/// assertion, the Secret Service): the message says what failed, the source why.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub(crate) struct ContextError {
+    message: String,
+    source: BoxError,
+}
+
+impl ContextError {
+    pub(crate) fn new(message: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        Self {
+            message: message.into(),
+            source: source.into(),
+        }
+    }
+}
+
+/// Shows an error and its causes, `message: cause: cause`, for log lines. A cause whose text
+/// the error before it already shows (as some libraries' errors do) is left out.
+pub(crate) struct Chain<'a>(pub(crate) &'a (dyn StdError + 'static));
+
+impl fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut shown = self.0.to_string();
+        f.write_str(&shown)?;
+        let mut cause = self.0.source();
+        while let Some(error) = cause {
+            let text = error.to_string();
+            if !shown.contains(&text) {
+                write!(f, ": {text}")?;
+            }
+            shown = text;
+            cause = error.source();
+        }
+        Ok(())
     }
 }
 
@@ -378,5 +519,81 @@ mod tests {
         for status in [200, 400, 401, 403, 404] {
             assert!(!is_transient_status(status), "{status}");
         }
+    }
+
+    #[test]
+    fn wrapping_variants_forward_message_and_source() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let failure = ClientAuthenticationError::new(FailureKind::Transport, "The request failed")
+            .with_source(io);
+        let error = CredentialError::ClientAuthentication(failure);
+        assert_eq!(error.to_string(), "The request failed");
+        let cause = error.source().expect("the I/O error, not the wrapper");
+        assert_eq!(
+            cause
+                .downcast_ref::<std::io::Error>()
+                .map(std::io::Error::kind),
+            Some(std::io::ErrorKind::ConnectionRefused)
+        );
+        assert!(cause.source().is_none());
+        let closed = CredentialError::unavailable("closed");
+        assert_eq!(closed.to_string(), "closed");
+        assert!(closed.source().is_none());
+        assert!(matches!(
+            closed,
+            CredentialError::CredentialUnavailable(ref unavailable) if unavailable.message() == "closed"
+        ));
+        let invalid = CredentialError::InvalidRequest("no scope".into());
+        assert_eq!(invalid.to_string(), "invalid token request: no scope");
+    }
+
+    #[test]
+    fn build_errors_compare_without_their_causes() {
+        let unreadable = |kind| BuildError::InvalidCertificateAuthority {
+            origin: "SSL_CERT_FILE=/ca.pem".into(),
+            reason: "the file cannot be read".into(),
+            source: Some(ErrorSource::new(std::io::Error::from(kind))),
+        };
+        assert_eq!(
+            unreadable(std::io::ErrorKind::NotFound),
+            unreadable(std::io::ErrorKind::PermissionDenied)
+        );
+        assert_eq!(
+            unreadable(std::io::ErrorKind::NotFound).to_string(),
+            "invalid CA certificate (SSL_CERT_FILE=/ca.pem): the file cannot be read"
+        );
+        let cause = unreadable(std::io::ErrorKind::NotFound);
+        let cause = cause.source().expect("cause");
+        assert!(
+            cause.is::<std::io::Error>(),
+            "the cause itself, not a wrapper"
+        );
+        assert_ne!(
+            BuildError::PersistenceUnavailable {
+                reason: "a".into(),
+                source: None
+            },
+            BuildError::PersistenceUnavailable {
+                reason: "b".into(),
+                source: None
+            }
+        );
+        assert_ne!(BuildError::InvalidTenantId, BuildError::MissingClientId);
+        assert_eq!(BuildError::InvalidTenantId, BuildError::InvalidTenantId);
+    }
+
+    #[test]
+    fn chains_show_each_cause_once() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("library error: {0}")]
+        struct Repeating(#[source] std::io::Error);
+        let error = ContextError::new(
+            "cannot read the file",
+            Repeating(std::io::Error::other("disk on fire")),
+        );
+        assert_eq!(
+            Chain(&error).to_string(),
+            "cannot read the file: library error: disk on fire"
+        );
     }
 }

@@ -167,7 +167,7 @@ pub use crate::environment::{
 };
 pub use crate::error::{
     BoxError, BuildError, CertificateError, ClientAuthenticationError, CredentialError,
-    CredentialUnavailableError, EntraError, FailureKind,
+    CredentialUnavailableError, EntraError, ErrorSource, FailureKind,
 };
 pub use crate::secret::{
     AccessTokenSecret, ClientAssertion, ClientSecret, RefreshToken, UserAssertion,
@@ -243,7 +243,8 @@ pub mod internal {
             let connection =
                 crate::cache::persistent::secret_service::SecretServiceConnection::open(
                     &environment,
-                )?;
+                )
+                .map_err(|error| error.to_string())?;
             Ok(Self(
                 crate::cache::persistent::msal_file::MsalCacheFile::new(
                     path.into(),

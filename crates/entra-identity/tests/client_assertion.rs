@@ -450,7 +450,10 @@ async fn the_source_failing_is_a_client_assertion_error() {
         .expect_err("fails");
     let failure = error.client_authentication().expect("authentication error");
     assert_eq!(failure.kind(), FailureKind::ClientAssertion);
-    assert!(failure.message().contains("the token file is missing"));
+    // The message says what failed; the function's own error, why.
+    assert!(!failure.message().contains("the token file is missing"));
+    let cause = std::error::Error::source(&error).map(ToString::to_string);
+    assert_eq!(cause.as_deref(), Some("the token file is missing"));
     assert!(token_requests(&emulator).is_empty());
 }
 

@@ -84,7 +84,7 @@ async fn encryption_is_required_unless_waived() {
         .cache_persistence_options(TokenCachePersistenceOptions::new())
         .build()
         .expect_err("no encryption available");
-    assert!(matches!(error, BuildError::PersistenceUnavailable(_)));
+    assert!(matches!(error, BuildError::PersistenceUnavailable { .. }));
     assert!(
         error.to_string().contains("allow_unencrypted_storage"),
         "{error}"
@@ -114,7 +114,7 @@ async fn without_the_secret_service_feature_linux_falls_back_like_an_unsupported
         .build()
         .expect_err("no secret store without the feature");
     assert!(
-        matches!(error, BuildError::PersistenceUnavailable(_)),
+        matches!(error, BuildError::PersistenceUnavailable { .. }),
         "{error:?}"
     );
     assert!(
@@ -129,7 +129,7 @@ async fn without_the_secret_service_feature_linux_falls_back_like_an_unsupported
         .build()
         .expect("a file cache, as allowed");
     let token = credential
-        .get_token(&[GRAPH], None, None, false)
+        .get_token(&[GRAPH], TokenRequestOptions::default())
         .await
         .expect("token");
     let file = dir.path().join(".IdentityService").join("minimal.nocae");

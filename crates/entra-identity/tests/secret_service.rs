@@ -198,10 +198,17 @@ async fn a_locked_keyring_is_a_clear_error_unless_files_are_allowed() {
         .cache_persistence_options(encrypted("locked"))
         .build()
         .expect_err("a locked keyring cannot be used without a prompt");
-    assert!(matches!(error, BuildError::PersistenceUnavailable(_)));
-    let message = error.to_string();
-    assert!(message.contains("locked"), "{message}");
-    assert!(message.contains("allow_unencrypted_storage"), "{message}");
+    assert!(matches!(error, BuildError::PersistenceUnavailable { .. }));
+    assert!(
+        error.to_string().contains("allow_unencrypted_storage"),
+        "{error}"
+    );
+    // Why is told by the cause, the I/O error of the Secret Service's answer.
+    let why = std::iter::successors(Some(&error as &dyn std::error::Error), |e| e.source())
+        .find_map(|cause| cause.downcast_ref::<std::io::Error>())
+        .expect("the Secret Service's error");
+    assert_eq!(why.kind(), std::io::ErrorKind::PermissionDenied);
+    assert!(why.to_string().contains("locked"), "{why}");
 
     let (allowed, _) = builder(&emulator, TENANT);
     let credential = allowed
@@ -228,8 +235,20 @@ fn a_bus_without_a_secret_service_is_a_clear_error() {
     .environment(session.environment())
     .cache_persistence_options(TokenCachePersistenceOptions::new())
     .build();
-    let message = built.expect_err("no Secret Service").to_string();
-    assert!(message.contains("Secret Service"), "{message}");
+    let error = built.expect_err("no Secret Service");
+    // The message says the cache cannot be encrypted; its cause, that the Secret Service is
+    // missing.
+    let chain: Vec<String> =
+        std::iter::successors(Some(&error as &dyn std::error::Error), |e| e.source())
+            .map(ToString::to_string)
+            .collect();
+    assert!(chain[0].contains("allow_unencrypted_storage"), "{chain:?}");
+    assert!(
+        chain[1..]
+            .iter()
+            .any(|cause| cause.contains("Secret Service")),
+        "{chain:?}"
+    );
 }
 
 /// Runs as a worker process when asked to: writes tokens into the keyring-kept cache.
@@ -542,7 +561,7 @@ fn a_secret_service_that_never_answers_fails_the_build_instead_of_hanging_it() {
         .expect("the build gives up instead of hanging");
     let error = built.expect_err("no answer, no encrypted cache");
     assert!(
-        matches!(error, BuildError::PersistenceUnavailable(_)),
+        matches!(error, BuildError::PersistenceUnavailable { .. }),
         "{error}"
     );
 }

@@ -167,7 +167,10 @@ impl DistributedCache {
         if let Some(window) = self.sliding {
             let remaining = Duration::from_secs(u64::try_from(token.expires_on - now).unwrap_or(0));
             if let Err(error) = self.store.touch(key, window.min(remaining)).await {
-                tracing::debug!("cannot extend a distributed cache entry: {error}");
+                tracing::debug!(
+                    "cannot extend a distributed cache entry: {}",
+                    crate::error::Chain(&*error)
+                );
             }
         }
         Ok(Some(token))

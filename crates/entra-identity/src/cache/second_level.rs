@@ -11,8 +11,7 @@ use crate::cache::distributed::{DistributedCache, SharedToken};
 use crate::cache::memory::{FetchFuture, Fetched, Refresh, refresh_status};
 use crate::cache::persistent::msal_file::{CachedAccessToken, EntryScope, MsalCacheFile};
 use crate::environment::Clock;
-use crate::error::BoxError;
-use crate::error::{ClientAuthenticationError, CredentialError, FailureKind};
+use crate::error::{BoxError, Chain, ClientAuthenticationError, CredentialError, FailureKind};
 use crate::secret::{AccessTokenSecret, RefreshToken};
 use crate::token::AccessTokenInfo;
 
@@ -64,10 +63,14 @@ pub(crate) fn through<E: SecondLevelEntry>(
                 let found = match entry.clone().find(&tenant, now).await {
                     Ok(found) => found,
                     Err(error) if entry.fails_when_unavailable() => {
-                        return Err(unavailable(E::NAME, &error));
+                        return Err(unavailable(E::NAME, error));
                     }
                     Err(error) => {
-                        tracing::warn!("{} cannot be read, going on without it: {error}", E::NAME);
+                        tracing::warn!(
+                            "{} cannot be read, going on without it: {}",
+                            E::NAME,
+                            Chain(&*error)
+                        );
                         Found::default()
                     }
                 };
@@ -85,9 +88,9 @@ pub(crate) fn through<E: SecondLevelEntry>(
                 match entry.clone().keep(&tenant, &fetched, now).await {
                     Ok(()) => {}
                     Err(error) if entry.fails_when_unavailable() => {
-                        return Err(unavailable(E::NAME, &error));
+                        return Err(unavailable(E::NAME, error));
                     }
-                    Err(error) => tracing::warn!("cannot write {}: {error}", E::NAME),
+                    Err(error) => tracing::warn!("cannot write {}: {}", E::NAME, Chain(&*error)),
                 }
                 Ok(fetched)
             })
@@ -95,13 +98,12 @@ pub(crate) fn through<E: SecondLevelEntry>(
     )
 }
 
-fn unavailable(name: &str, error: &BoxError) -> CredentialError {
+/// The store's error is the source.
+fn unavailable(name: &str, error: BoxError) -> CredentialError {
     CredentialError::ClientAuthentication(
-        ClientAuthenticationError::new(
-            FailureKind::Transport,
-            format!("{name} is unavailable: {error}"),
-        )
-        .transient(true),
+        ClientAuthenticationError::new(FailureKind::Transport, format!("{name} is unavailable"))
+            .transient(true)
+            .with_source(error),
     )
 }
 

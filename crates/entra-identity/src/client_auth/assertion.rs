@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use std::time::SystemTime;
 
 use crate::environment::Environment;
-use crate::error::BoxError;
+use crate::error::{BoxError, ContextError};
 use crate::secret::ClientAssertion;
 
 /// The future a [`ClientAssertionSource`] returns.
@@ -116,12 +116,13 @@ impl FileAssertion {
     }
 
     async fn read(&self) -> Result<ClientAssertion, BoxError> {
-        let metadata = tokio::fs::metadata(&self.path).await.map_err(|error| {
-            format!(
-                "cannot read the assertion file {}: {error}",
-                self.path.display()
+        let unreadable = |error: std::io::Error| {
+            ContextError::new(
+                format!("cannot read the assertion file {}", self.path.display()),
+                error,
             )
-        })?;
+        };
+        let metadata = tokio::fs::metadata(&self.path).await.map_err(unreadable)?;
         let stamp = FileStamp {
             modified: metadata.modified().ok(),
             len: metadata.len(),
@@ -136,12 +137,7 @@ impl FileAssertion {
         }
         let contents = tokio::fs::read_to_string(&self.path)
             .await
-            .map_err(|error| {
-                format!(
-                    "cannot read the assertion file {}: {error}",
-                    self.path.display()
-                )
-            })?;
+            .map_err(unreadable)?;
         let assertion = ClientAssertion::new(contents.trim());
         if assertion.is_empty() {
             return Err(format!("the assertion file {} is empty", self.path.display()).into());
@@ -226,5 +222,10 @@ mod tests {
         std::fs::remove_file(&path).expect("remove");
         let error = source.client_assertion().await.expect_err("missing");
         assert!(error.to_string().contains("cannot read the assertion file"));
+        let io = error
+            .source()
+            .and_then(|cause| cause.downcast_ref::<std::io::Error>())
+            .expect("the I/O error is the cause");
+        assert_eq!(io.kind(), std::io::ErrorKind::NotFound);
     }
 }

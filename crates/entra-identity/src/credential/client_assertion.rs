@@ -113,9 +113,9 @@ impl ClientAssertionCredential {
                     CredentialError::ClientAuthentication(
                         ClientAuthenticationError::new(
                             FailureKind::ClientAssertion,
-                            format!("the client assertion source failed: {error}"),
+                            "the client assertion source failed",
                         )
-                        .with_boxed_source(error),
+                        .with_source(error),
                     )
                 })?;
                 let body = FormBody::new()

@@ -14,7 +14,7 @@ use crate::endpoint::http::{HttpClient, HttpOptions};
 use crate::endpoint::protocol::{TokenResponse, parse_token_response};
 use crate::endpoint::tenant::{AZURE_IDENTITY_DISABLE_MULTITENANTAUTH, TenantPolicy};
 use crate::environment::{Clock, Environment, ProcessEnvironment, SystemClock};
-use crate::error::{BuildError, CredentialError};
+use crate::error::{BuildError, Chain, CredentialError};
 use crate::secret::RefreshToken;
 use crate::token::{AccessTokenInfo, TokenRequestOptions};
 
@@ -224,7 +224,7 @@ impl Core {
             .await;
         match &outcome {
             Ok(_) => tracing::debug!("{}.get_token succeeded", self.name),
-            Err(error) => tracing::warn!("{}.get_token failed: {error}", self.name),
+            Err(error) => tracing::warn!("{}.get_token failed: {}", self.name, Chain(error)),
         }
         outcome
     }

@@ -15,7 +15,9 @@ use crate::credential::common_builder_methods;
 use crate::credential::core::{CommonOptions, Core, Lookup, OwnedRequest};
 use crate::endpoint::discovery::InstanceDiscovery;
 use crate::endpoint::protocol::{FormBody, JWT_BEARER_ASSERTION_TYPE, TokenResponse, merge_claims};
-use crate::error::{BuildError, ClientAuthenticationError, CredentialError, FailureKind};
+use crate::error::{
+    BoxError, BuildError, Chain, ClientAuthenticationError, CredentialError, FailureKind,
+};
 use crate::secret::{ClientSecret, RefreshToken, UserAssertion};
 use crate::token::{
     AccessToken, AccessTokenInfo, CloseFuture, TokenCredential, TokenFuture, TokenRequestOptions,
@@ -182,7 +184,8 @@ impl OnBehalfOfCredential {
                                 inner.core.cache.evict_refresh_token(&key, &refresh_token);
                             }
                             tracing::debug!(
-                                "refresh token redemption failed, exchanging the user assertion: {error}"
+                                "refresh token redemption failed, exchanging the user assertion: {}",
+                                Chain(&error)
                             );
                         }
                     }
@@ -391,11 +394,11 @@ impl ApplicationInner {
         form: FormBody,
         tenant: &str,
     ) -> Result<FormBody, CredentialError> {
-        let assertion_failed = |message: String| {
-            CredentialError::ClientAuthentication(ClientAuthenticationError::new(
-                FailureKind::ClientAssertion,
-                message,
-            ))
+        let assertion_failed = |message: &str, error: BoxError| {
+            CredentialError::ClientAuthentication(
+                ClientAuthenticationError::new(FailureKind::ClientAssertion, message)
+                    .with_source(error),
+            )
         };
         let form = form.field("client_info", "1");
         let assertion = match &self.client {
@@ -411,15 +414,14 @@ impl ApplicationInner {
                 let now = self.core.clock.now();
                 signer
                     .assertion(&self.core.client_id, &audience, now, adfs)
-                    .map_err(|_| {
-                        assertion_failed("signing the client assertion failed".to_owned())
+                    .map_err(|error| {
+                        assertion_failed("signing the client assertion failed", error.into())
                     })?
             }
-            ClientCredential::Assertion(source) => {
-                source.client_assertion().await.map_err(|error| {
-                    assertion_failed(format!("the client assertion function failed: {error}"))
-                })?
-            }
+            ClientCredential::Assertion(source) => source
+                .client_assertion()
+                .await
+                .map_err(|error| assertion_failed("the client assertion function failed", error))?,
         };
         Ok(form
             .field("client_assertion_type", JWT_BEARER_ASSERTION_TYPE)

@@ -93,38 +93,60 @@ impl InstanceDiscovery {
             ],
         )
         .map_err(|error| CredentialError::InvalidRequest(format!("bad discovery URL: {error}")))?;
-        let failure = |message: String| {
-            CredentialError::ClientAuthentication(ClientAuthenticationError::new(
-                FailureKind::InstanceDiscovery,
-                message,
-            ))
-        };
-        let response = http.get(url.as_str()).await.map_err(|error| {
-            failure(format!("Instance discovery of {authority} failed: {error}"))
-        })?;
-        let body: Value = serde_json::from_slice(&response.body).unwrap_or(Value::Null);
-        if body.get("error").and_then(Value::as_str) == Some("invalid_instance") {
-            return Err(failure(format!(
-                "The authority provided, {authority}, is not well-known. If this authority is \
-                 valid and trustworthy, you can disable this check with \
-                 disable_instance_discovery(true) when building the credential."
-            )));
-        }
-        if response.status != 200 || body.get("tenant_discovery_endpoint").is_none() {
-            return Err(CredentialError::ClientAuthentication(
-                ClientAuthenticationError::new(
-                    FailureKind::InstanceDiscovery,
-                    format!(
-                        "Instance discovery of {authority} gave an unexpected answer (HTTP {})",
-                        response.status
-                    ),
-                )
-                .with_status(response.status),
-            ));
-        }
+        http.get(url.as_str())
+            .await
+            .map_err(|error| request_failed(authority, error))
+            .and_then(|response| judge_answer(authority, response.status, &response.body))
+            .map_err(CredentialError::ClientAuthentication)?;
         validated().insert(cache_key, now + VALIDITY_SECS);
         Ok(())
     }
+}
+
+fn failure(message: String) -> ClientAuthenticationError {
+    ClientAuthenticationError::new(FailureKind::InstanceDiscovery, message)
+}
+
+/// Discovery's request failed: as transient as the request's failure, which is the source (a
+/// timeout or a dropped connection is transient, and so is a 408, 429 or 5xx answer once the
+/// retries are spent).
+fn request_failed(
+    authority: &Authority,
+    error: ClientAuthenticationError,
+) -> ClientAuthenticationError {
+    failure(format!("Instance discovery of {authority} failed")).caused_by(error)
+}
+
+/// What discovery's answer says of the authority: known (a 200 naming its metadata), unknown
+/// (`invalid_instance`, never transient), or nothing clear (transient only for 408, 429 and
+/// 5xx; an answer that is not JSON keeps the JSON error as the source).
+fn judge_answer(
+    authority: &Authority,
+    status: u16,
+    body: &[u8],
+) -> Result<(), ClientAuthenticationError> {
+    let (body, unreadable) = match serde_json::from_slice::<Value>(body) {
+        Ok(body) => (body, None),
+        Err(error) => (Value::Null, Some(error)),
+    };
+    if body.get("error").and_then(Value::as_str) == Some("invalid_instance") {
+        return Err(failure(format!(
+            "The authority provided, {authority}, is not well-known. If this authority is \
+             valid and trustworthy, you can disable this check with \
+             disable_instance_discovery(true) when building the credential."
+        )));
+    }
+    if status == 200 && body.get("tenant_discovery_endpoint").is_some() {
+        return Ok(());
+    }
+    let unexpected = failure(format!(
+        "Instance discovery of {authority} gave an unexpected answer (HTTP {status})"
+    ))
+    .with_status(status);
+    Err(match unreadable {
+        Some(error) => unexpected.with_source(error),
+        None => unexpected,
+    })
 }
 
 /// Authorities validated recently, shared by every credential in the process.
@@ -157,5 +179,53 @@ mod tests {
         let chosen = InstanceDiscovery::for_authority(&local, false, Some("https://127.0.0.1:9"))
             .expect("chosen host");
         assert_eq!(chosen.endpoint, "https://127.0.0.1:9");
+    }
+
+    #[test]
+    fn answers_are_transient_when_asking_again_can_help() {
+        let authority = authority("login.contoso.example");
+        let known = br#"{"tenant_discovery_endpoint":"https://login.contoso.example/t/v2.0/.well-known/openid-configuration"}"#;
+        assert!(judge_answer(&authority, 200, known).is_ok());
+        for status in [408, 429, 500, 502, 503, 504] {
+            let body = br#"{"error":"temporarily_unavailable"}"#;
+            let error = judge_answer(&authority, status, body).expect_err("failed");
+            assert!(error.is_transient(), "HTTP {status}");
+            assert_eq!(error.status(), Some(status));
+            assert_eq!(error.kind(), FailureKind::InstanceDiscovery);
+        }
+        for status in [200, 400, 401, 403, 404] {
+            let error = judge_answer(&authority, status, b"{}").expect_err("failed");
+            assert!(!error.is_transient(), "HTTP {status}");
+        }
+        let unknown = br#"{"error":"invalid_instance","error_description":"AADSTS50049"}"#;
+        for status in [400, 500] {
+            let error = judge_answer(&authority, status, unknown).expect_err("unknown");
+            assert!(!error.is_transient(), "HTTP {status}");
+            assert!(error.message().contains("disable_instance_discovery"));
+        }
+        let garbage = judge_answer(&authority, 200, b"<html>").expect_err("garbage");
+        assert!(!garbage.is_transient());
+        let cause = std::error::Error::source(&garbage).expect("the JSON error");
+        assert!(cause.is::<serde_json::Error>());
+    }
+
+    #[test]
+    fn failed_requests_are_as_transient_as_their_failure() {
+        let authority = authority("login.contoso.example");
+        let timeout =
+            ClientAuthenticationError::new(FailureKind::Timeout, "timed out").transient(true);
+        let error = request_failed(&authority, timeout);
+        assert!(error.is_transient());
+        assert_eq!(error.kind(), FailureKind::InstanceDiscovery);
+        let cause = std::error::Error::source(&error)
+            .and_then(|cause| cause.downcast_ref::<ClientAuthenticationError>())
+            .expect("the request's failure");
+        assert_eq!(cause.kind(), FailureKind::Timeout);
+        assert!(!error.to_string().contains("timed out"), "{error}");
+        let refused = ClientAuthenticationError::new(FailureKind::InvalidResponse, "too large")
+            .with_status(200);
+        let error = request_failed(&authority, refused);
+        assert!(!error.is_transient());
+        assert_eq!(error.status(), Some(200));
     }
 }

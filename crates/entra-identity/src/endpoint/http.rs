@@ -8,7 +8,9 @@ use rand::Rng as _;
 use zeroize::Zeroizing;
 
 use crate::environment::Environment;
-use crate::error::{BuildError, ClientAuthenticationError, FailureKind, is_transient_status};
+use crate::error::{
+    BuildError, Chain, ClientAuthenticationError, ErrorSource, FailureKind, is_transient_status,
+};
 
 /// The environment variable naming a PEM file of extra trusted CA certificates.
 pub const SSL_CERT_FILE: &str = "SSL_CERT_FILE";
@@ -154,7 +156,8 @@ impl HttpClient {
             let pem = std::fs::read_to_string(&path).map_err(|error| {
                 BuildError::InvalidCertificateAuthority {
                     origin: format!("{SSL_CERT_FILE}={path}"),
-                    reason: error.to_string(),
+                    reason: "the file cannot be read".to_owned(),
+                    source: Some(ErrorSource::new(error)),
                 }
             })?;
             options.extra_root_certificates.push(pem);
@@ -246,11 +249,16 @@ impl HttpClient {
                         Err(failure) => failure,
                     }
                 }
-                Err(error) => transport_failure(&error),
+                Err(error) => transport_failure(error),
             };
             let delay = policy.backoff(retry);
             if failure.is_transient() && may_retry(delay) {
-                tracing::debug!(retry, ?delay, "request failed, will retry: {failure}");
+                tracing::debug!(
+                    retry,
+                    ?delay,
+                    "request failed, will retry: {}",
+                    Chain(&failure)
+                );
                 tokio::time::sleep(delay).await;
                 retry += 1;
                 continue;
@@ -275,13 +283,15 @@ fn build_client(options: &HttpOptions) -> Result<reqwest::Client, BuildError> {
             reqwest::Certificate::from_pem_bundle(pem.as_bytes()).map_err(|error| {
                 BuildError::InvalidCertificateAuthority {
                     origin: "extra trusted CA".to_owned(),
-                    reason: error.to_string(),
+                    reason: "the PEM text cannot be read".to_owned(),
+                    source: Some(ErrorSource::new(error)),
                 }
             })?;
         if certificates.is_empty() {
             return Err(BuildError::InvalidCertificateAuthority {
                 origin: "extra trusted CA".to_owned(),
                 reason: "the PEM text holds no certificate".to_owned(),
+                source: None,
             });
         }
         for certificate in certificates {
@@ -290,7 +300,7 @@ fn build_client(options: &HttpOptions) -> Result<reqwest::Client, BuildError> {
     }
     builder
         .build()
-        .map_err(|error| BuildError::HttpClient(error.to_string()))
+        .map_err(|error| BuildError::HttpClient(ErrorSource::new(error)))
 }
 
 /// `Retry-After` in seconds (the form Entra ID uses).
@@ -323,9 +333,7 @@ async fn read_response(
             }
             Ok(None) => break,
             Err(error) => {
-                return Err(transport_failure(&error)
-                    .with_status(status)
-                    .transient(true));
+                return Err(transport_failure(error).with_status(status).transient(true));
             }
         }
     }
@@ -336,7 +344,9 @@ async fn read_response(
     })
 }
 
-fn transport_failure(error: &reqwest::Error) -> ClientAuthenticationError {
+/// A request that failed on the way: reqwest's error, which names the URL (no secret) and
+/// holds the I/O, TLS or timeout error behind it, is the source.
+fn transport_failure(error: reqwest::Error) -> ClientAuthenticationError {
     let (kind, message) = if error.is_timeout() {
         (
             FailureKind::Timeout,
@@ -353,20 +363,9 @@ fn transport_failure(error: &reqwest::Error) -> ClientAuthenticationError {
             "The request to Microsoft Entra ID failed",
         )
     };
-    // reqwest errors name the URL, which holds no secret; keep the chain for diagnosis.
-    ClientAuthenticationError::new(kind, format!("{message}: {}", error_chain(error)))
+    ClientAuthenticationError::new(kind, message)
         .transient(true)
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
+        .with_source(error)
 }
 
 #[cfg(test)]

@@ -109,20 +109,19 @@ pub(crate) fn parse_token_response(
     body: &[u8],
     request_time: i64,
 ) -> Result<TokenResponse, CredentialError> {
-    let invalid = |what: &str| {
+    let unexpected = |what: &str| {
         let content_type = content_type.unwrap_or("no content type");
-        CredentialError::ClientAuthentication(
-            ClientAuthenticationError::new(
-                FailureKind::InvalidResponse,
-                format!(
-                    "Unexpected response from Microsoft Entra ID (HTTP {status}, {content_type}, \
-                     {} bytes): {what}",
-                    body.len()
-                ),
-            )
-            .with_status(status),
+        ClientAuthenticationError::new(
+            FailureKind::InvalidResponse,
+            format!(
+                "Unexpected response from Microsoft Entra ID (HTTP {status}, {content_type}, \
+                 {} bytes): {what}",
+                body.len()
+            ),
         )
+        .with_status(status)
     };
+    let invalid = |what: &str| CredentialError::ClientAuthentication(unexpected(what));
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(CredentialError::ClientAuthentication(
             ClientAuthenticationError::new(
@@ -132,8 +131,15 @@ pub(crate) fn parse_token_response(
             .with_status(status),
         ));
     }
-    let Ok(Value::Object(fields)) = serde_json::from_slice::<Value>(body) else {
-        return Err(invalid("the body is not a JSON object"));
+    let fields = match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(fields)) => fields,
+        Ok(_) => return Err(invalid("the body is not a JSON object")),
+        // serde_json's errors give a position, never the text.
+        Err(error) => {
+            return Err(CredentialError::ClientAuthentication(
+                unexpected("the body is not a JSON object").with_source(error),
+            ));
+        }
     };
     if fields.contains_key("error") {
         return Err(CredentialError::ClientAuthentication(
@@ -303,6 +309,14 @@ mod tests {
             assert_eq!(auth.kind(), FailureKind::InvalidResponse);
             assert!(!auth.message().contains("SECRET-TOKEN"));
             assert_eq!(auth.is_transient(), status >= 500);
+            // What serde_json said is the cause when the body is not JSON at all.
+            let cause = std::error::Error::source(&error);
+            assert_eq!(
+                cause.is_some_and(|cause| cause.is::<serde_json::Error>()),
+                !body.is_empty() && serde_json::from_slice::<Value>(body).is_err(),
+                "{body:?}"
+            );
+            assert!(!cause.is_some_and(|cause| format!("{cause}{cause:?}").contains("SECRET")));
         }
     }
 

@@ -133,3 +133,69 @@ pub fn token_requests(emulator: &Emulator) -> Vec<entra_emulator::RequestRecord>
         .filter(|r| r.path.ends_with("/oauth2/v2.0/token"))
         .collect()
 }
+
+/// The on-behalf-of middle tier [`register_middle_tier`] adds: a secret and a
+/// password-protected PKCS#12 certificate.
+pub const MIDDLE_TIER: &str = "10000000-0000-0000-0000-000000000010";
+pub const MIDDLE_TIER_SECRET: &str = "middle-tier-secret-4f1c9a2e7b";
+pub const MIDDLE_TIER_PFX_PASSWORD: &str = "pfx-password-83d0c6e1";
+/// The user whose tokens the middle tier exchanges.
+pub const USER: &str = "20000000-0000-0000-0000-000000000010";
+/// A delegated scope of the downstream API.
+pub const DOWNSTREAM_SCOPE: &str = "api://downstream/Data.Read";
+
+/// Registers the on-behalf-of middle tier and its user in [`TENANT`]; returns the middle
+/// tier's certificate.
+pub fn register_middle_tier(emulator: &Emulator) -> entra_emulator::CertificateInfo {
+    let application = emulator
+        .register_application(
+            TENANT,
+            &ApplicationConfig {
+                name: "middle-tier".to_owned(),
+                client_id: Some(MIDDLE_TIER.to_owned()),
+                secrets: vec![MIDDLE_TIER_SECRET.to_owned()],
+                certificates: vec![entra_emulator::CertificateConfig {
+                    pkcs12_password: Some(MIDDLE_TIER_PFX_PASSWORD.to_owned()),
+                    ..entra_emulator::CertificateConfig::default()
+                }],
+                ..ApplicationConfig::default()
+            },
+        )
+        .expect("middle tier");
+    emulator
+        .register_user(
+            TENANT,
+            &entra_emulator::UserConfig {
+                object_id: Some(USER.to_owned()),
+                upn: "user@fabrikam.onmicrosoft.com".to_owned(),
+                name: None,
+            },
+        )
+        .expect("user");
+    application.certificates[0].clone()
+}
+
+/// The user's access token to the middle tier: the incoming assertion of an exchange.
+pub fn user_assertion(emulator: &Emulator, expires_in_secs: i64) -> String {
+    emulator
+        .mint_user_token(&entra_emulator::UserTokenRequest {
+            user: USER.to_owned(),
+            audience: MIDDLE_TIER.to_owned(),
+            expires_in_secs: Some(expires_in_secs),
+            ..entra_emulator::UserTokenRequest::default()
+        })
+        .expect("user token")
+}
+
+/// An on-behalf-of builder for the middle tier, with instance discovery asked of the
+/// emulator; give it a client credential.
+pub fn obo_builder(
+    emulator: &Emulator,
+    user_assertion: &str,
+) -> entra_identity::OnBehalfOfCredentialBuilder {
+    entra_identity::OnBehalfOfCredential::builder(TENANT, MIDDLE_TIER, user_assertion)
+        .authority(emulator.url())
+        .instance_discovery_host(emulator.url())
+        .http_options(http(emulator))
+        .environment(Arc::new(entra_identity::MapEnvironment::new()))
+}

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use crate::cache::persistent::msal_file::{MsalCacheFile, Store};
 use crate::environment::Environment;
-use crate::error::BuildError;
+use crate::error::{BoxError, BuildError, ErrorSource};
 
 /// Configuration of persistent token caching, as both credentials accept it.
 ///
@@ -99,9 +99,10 @@ impl Persistence {
     ) -> Result<Self, BuildError> {
         let name = &options.name;
         if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {
-            return Err(BuildError::PersistenceUnavailable(format!(
-                "'{name}' is not a valid cache name: use a plain file name"
-            )));
+            return Err(BuildError::PersistenceUnavailable {
+                reason: format!("'{name}' is not a valid cache name: use a plain file name"),
+                source: None,
+            });
         }
         // azure-identity keeps the caches under %LOCALAPPDATA% on Windows, under the home
         // directory elsewhere.
@@ -111,10 +112,9 @@ impl Persistence {
             .flatten()
             .or_else(|| var("HOME"))
             .or_else(|| var("USERPROFILE"))
-            .ok_or_else(|| {
-                BuildError::PersistenceUnavailable(
-                    "no home directory (HOME) for the token cache".to_owned(),
-                )
+            .ok_or_else(|| BuildError::PersistenceUnavailable {
+                reason: "no home directory (HOME) for the token cache".to_owned(),
+                source: None,
             })?;
         let directory = PathBuf::from(base).join(".IdentityService");
         let stores = match SecretStore::open(environment) {
@@ -125,15 +125,18 @@ impl Persistence {
             Err(reason) if options.allow_unencrypted_storage => {
                 tracing::info!(
                     "the token cache is stored unencrypted, as allowed: encryption is \
-                     unavailable: {reason}"
+                     unavailable: {}",
+                    crate::error::Chain(&*reason)
                 );
                 [Store::File, Store::File]
             }
             Err(reason) => {
-                return Err(BuildError::PersistenceUnavailable(format!(
-                    "cache encryption is unavailable: {reason}; set allow_unencrypted_storage \
-                     to keep the cache in a file only its owner can read"
-                )));
+                return Err(BuildError::PersistenceUnavailable {
+                    reason: "cache encryption is unavailable; set allow_unencrypted_storage to \
+                             keep the cache in a file only its owner can read"
+                        .to_owned(),
+                    source: Some(ErrorSource::new(reason)),
+                });
             }
         };
         let [plain, cae] = stores;
@@ -165,10 +168,11 @@ struct SecretStore(Arc<secret_service::SecretServiceConnection>);
 
 #[cfg(all(target_os = "linux", feature = "secret-service"))]
 impl SecretStore {
-    fn open(environment: &dyn Environment) -> Result<Self, String> {
+    fn open(environment: &dyn Environment) -> Result<Self, BoxError> {
+        // Its errors name the Secret Service.
         secret_service::SecretServiceConnection::shared(environment)
             .map(Self)
-            .map_err(|reason| format!("the Secret Service cannot be used: {reason}"))
+            .map_err(Into::into)
     }
 
     /// Where the cache `<name><suffix>` goes: the item azure-identity uses for it.
@@ -186,7 +190,7 @@ struct SecretStore;
 
 #[cfg(target_os = "macos")]
 impl SecretStore {
-    fn open(_environment: &dyn Environment) -> Result<Self, String> {
+    fn open(_environment: &dyn Environment) -> Result<Self, BoxError> {
         Ok(Self)
     }
 
@@ -204,7 +208,7 @@ struct SecretStore;
 
 #[cfg(windows)]
 impl SecretStore {
-    fn open(_environment: &dyn Environment) -> Result<Self, String> {
+    fn open(_environment: &dyn Environment) -> Result<Self, BoxError> {
         Ok(Self)
     }
 
@@ -227,13 +231,13 @@ struct SecretStore;
     windows
 )))]
 impl SecretStore {
-    fn open(_environment: &dyn Environment) -> Result<Self, String> {
+    fn open(_environment: &dyn Environment) -> Result<Self, BoxError> {
         Err(if cfg!(target_os = "linux") {
             "the Secret Service is not built in (the `secret-service` feature of entra-identity \
              is off)"
-                .to_owned()
+                .into()
         } else {
-            "no platform secret store is supported on this platform".to_owned()
+            "no platform secret store is supported on this platform".into()
         })
     }
 

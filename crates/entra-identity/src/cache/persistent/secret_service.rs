@@ -22,6 +22,7 @@ use secret_service::blocking::SecretService;
 use zeroize::Zeroizing;
 
 use crate::environment::Environment;
+use crate::error::ContextError;
 
 /// The attribute msal-extensions adds to every azure-identity cache item, and its value.
 const CLIENT_ATTRIBUTE: (&str, &str) = ("MsalClientID", "Microsoft.Developer.IdentityService");
@@ -96,7 +97,7 @@ impl SecretServiceConnection {
     /// [`SecretServiceConnection::open`] does. Like libsecret's, the connection lasts as long
     /// as the process, so that a credential built per request does not pay for a connection,
     /// a key exchange and a check (milliseconds) each time.
-    pub(crate) fn shared(environment: &dyn Environment) -> Result<Arc<Self>, String> {
+    pub(crate) fn shared(environment: &dyn Environment) -> std::io::Result<Arc<Self>> {
         static OPEN: Mutex<Vec<Arc<SecretServiceConnection>>> = Mutex::new(Vec::new());
         let bus_address = session_bus_address(environment)?;
         let lock = || {
@@ -125,7 +126,7 @@ impl SecretServiceConnection {
     /// that it can store the cache without a prompt: its default collection exists and is
     /// unlocked. Blocks the calling thread for a few milliseconds; a Secret Service that
     /// does not answer costs a few times [`OPERATION_DEADLINE`] at most.
-    pub(crate) fn open(environment: &dyn Environment) -> Result<Self, String> {
+    pub(crate) fn open(environment: &dyn Environment) -> std::io::Result<Self> {
         let connection = Self {
             bus_address: session_bus_address(environment)?,
             state: Mutex::new(State::default()),
@@ -141,12 +142,18 @@ impl SecretServiceConnection {
                 let _ = sender.send(checked.map(|()| connection));
             })
             .map_err(|error| {
-                format!("cannot start a thread to reach the Secret Service: {error}")
+                std::io::Error::new(
+                    error.kind(),
+                    ContextError::new("cannot start a thread to reach the Secret Service", error),
+                )
             })?;
         // Connecting and the check each have their deadline, and may each run twice.
-        receiver
-            .recv_timeout(OPERATION_DEADLINE * 4)
-            .map_err(|_| "the Secret Service did not answer in time".to_owned())?
+        receiver.recv_timeout(OPERATION_DEADLINE * 4).map_err(|_| {
+            std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the Secret Service did not answer in time",
+            )
+        })?
     }
 
     /// The cache stored under `schema` (`<name>.nocae` or `<name>.cae`), if there is one.
@@ -189,7 +196,7 @@ impl SecretServiceConnection {
         })
     }
 
-    fn check_usable(&self) -> Result<(), String> {
+    fn check_usable(&self) -> std::io::Result<()> {
         self.with_service(|service| {
             let collection = service.get_default_collection()?;
             if collection.is_locked()? {
@@ -197,7 +204,6 @@ impl SecretServiceConnection {
             }
             Ok(())
         })
-        .map_err(|error| error.to_string())
     }
 
     /// Runs `operation` on the connection, connecting first if needed, within
@@ -337,7 +343,7 @@ fn within_deadline<T>(
 
 /// The session bus: `DBUS_SESSION_BUS_ADDRESS`, or else the socket systemd places at
 /// `$XDG_RUNTIME_DIR/bus`.
-fn session_bus_address(environment: &dyn Environment) -> Result<String, String> {
+fn session_bus_address(environment: &dyn Environment) -> std::io::Result<String> {
     if let Some(address) = environment
         .var("DBUS_SESSION_BUS_ADDRESS")
         .filter(|address| !address.is_empty())
@@ -353,11 +359,11 @@ fn session_bus_address(environment: &dyn Environment) -> Result<String, String> 
             return Ok(format!("unix:path={}", socket.display()));
         }
     }
-    Err(
+    Err(std::io::Error::new(
+        std::io::ErrorKind::NotFound,
         "there is no D-Bus session bus (DBUS_SESSION_BUS_ADDRESS is not set), so no Secret \
-         Service"
-            .to_owned(),
-    )
+         Service",
+    ))
 }
 
 fn attributes(schema: &str) -> HashMap<&str, &str> {
@@ -407,7 +413,8 @@ fn describe(error: secret_service::Error) -> std::io::Error {
                 "the Secret Service asked for a prompt, which a service cannot answer",
             )
         }
-        other => std::io::Error::other(format!("Secret Service: {other}")),
+        // The Secret Service's error, and the D-Bus error behind it, are the source.
+        other => std::io::Error::other(ContextError::new("the Secret Service failed", other)),
     }
 }
 
@@ -420,8 +427,8 @@ mod tests {
     fn the_bus_comes_from_the_environment() {
         let named = MapEnvironment::new().with("DBUS_SESSION_BUS_ADDRESS", "unix:path=/x/bus");
         assert_eq!(
-            session_bus_address(&named).as_deref(),
-            Ok("unix:path=/x/bus")
+            session_bus_address(&named).expect("named"),
+            "unix:path=/x/bus"
         );
         let dir = tempfile::tempdir().expect("dir");
         let runtime = MapEnvironment::new().with("XDG_RUNTIME_DIR", dir.path().to_string_lossy());
@@ -431,8 +438,8 @@ mod tests {
         );
         std::fs::write(dir.path().join("bus"), b"").expect("socket stand-in");
         assert_eq!(
-            session_bus_address(&runtime),
-            Ok(format!("unix:path={}", dir.path().join("bus").display()))
+            session_bus_address(&runtime).expect("the socket"),
+            format!("unix:path={}", dir.path().join("bus").display())
         );
         assert!(session_bus_address(&MapEnvironment::new()).is_err());
     }
@@ -445,7 +452,7 @@ mod tests {
             format!("unix:path={}", dir.path().join("missing").display()),
         );
         let error = SecretServiceConnection::open(&environment).expect_err("no bus");
-        assert!(!error.is_empty());
+        assert!(!error.to_string().is_empty());
     }
 
     #[test]
