@@ -39,24 +39,28 @@ impl Default for HttpOptions {
 impl HttpOptions {
     /// Trusts the CA certificates of a PEM text as well as the system's: for the emulator and
     /// private clouds.
+    #[must_use]
     pub fn trust_pem(mut self, pem: impl Into<String>) -> Self {
         self.extra_root_certificates.push(pem.into());
         self
     }
 
     /// How long establishing a connection may take (10 s by default).
+    #[must_use]
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
         self
     }
 
     /// How long one attempt may take, from sending to the last byte (30 s by default).
+    #[must_use]
     pub fn request_timeout(mut self, timeout: Duration) -> Self {
         self.request_timeout = timeout;
         self
     }
 
     /// When to try again.
+    #[must_use]
     pub fn retry(mut self, retry: RetryPolicy) -> Self {
         self.retry = retry;
         self
@@ -94,24 +98,28 @@ impl RetryPolicy {
     }
 
     /// At most this many retries after the first attempt (3 by default).
+    #[must_use]
     pub fn max_retries(mut self, retries: u32) -> Self {
         self.max_retries = retries;
         self
     }
 
     /// The delay before the first retry, doubled for each later one (800 ms by default).
+    #[must_use]
     pub fn initial_delay(mut self, delay: Duration) -> Self {
         self.initial_delay = delay;
         self
     }
 
     /// The longest delay between attempts, including one asked for by `Retry-After` (60 s).
+    #[must_use]
     pub fn max_delay(mut self, delay: Duration) -> Self {
         self.max_delay = delay;
         self
     }
 
     /// No retry starts after this much time since the first attempt (120 s by default).
+    #[must_use]
     pub fn max_elapsed(mut self, elapsed: Duration) -> Self {
         self.max_elapsed = elapsed;
         self
