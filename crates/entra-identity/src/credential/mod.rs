@@ -49,8 +49,9 @@ macro_rules! common_builder_methods {
             self
         }
 
-        /// HTTP options: extra trusted CAs, timeouts, retries. Credentials built with equal
-        /// options share one connection pool.
+        /// HTTP options: extra trusted CAs, timeouts, retries (see [`crate::HttpOptions`]).
+        /// Credentials built with one [`crate::TokenCache`] and equal options share a
+        /// connection pool; a credential with a cache of its own has its own.
         #[must_use]
         pub fn http_options(mut self, options: crate::HttpOptions) -> Self {
             self.common.http = options;
