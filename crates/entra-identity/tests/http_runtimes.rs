@@ -8,10 +8,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
-use entra_emulator::{Emulator, UserConfig, UserTokenRequest};
+use entra_emulator::{Emulator, Fault, FaultRule, UserConfig, UserTokenRequest};
 use entra_identity::{
-    BuildError, ClientAssertionCredential, HttpOptions, MapEnvironment, OnBehalfOfApplication,
-    RetryPolicy, SSL_CERT_FILE, TokenCache, TokenCredential, TokenRequestOptions,
+    BuildError, ClientAssertionCredential, FailureKind, HttpOptions, MapEnvironment,
+    OnBehalfOfApplication, RetryPolicy, SSL_CERT_FILE, TokenCache, TokenCredential,
+    TokenRequestOptions,
 };
 use tokio::runtime::Runtime;
 
@@ -209,6 +210,20 @@ fn the_credentials_of_one_on_behalf_of_application_serve_any_runtime() {
     assert!(elapsed < PROMPTLY, "runtime b waited {elapsed:?}");
 }
 
+/// A `reqwest` client that trusts the emulator and marks its requests.
+fn users_client(emulator: &Emulator) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert("x-test-client", "the user's".parse().expect("header"));
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .tls_certs_merge([
+            reqwest::Certificate::from_pem(emulator.ca_pem().as_bytes()).expect("emulator CA")
+        ])
+        .default_headers(headers)
+        .build()
+        .expect("client")
+}
+
 /// A credential whose own options trust nothing but the system's CAs, which do not include the
 /// emulator's.
 fn untrusting(
@@ -220,6 +235,93 @@ fn untrusting(
         .authority(emulator.url())
         .environment(Arc::new(MapEnvironment::new()))
         .http_options(options)
+}
+
+#[tokio::test]
+async fn a_users_client_sends_the_requests() {
+    let emulator = emulator().await;
+    let options = HttpOptions::default().retry(RetryPolicy::none());
+    let own = untrusting(&emulator, options.clone())
+        .build()
+        .expect("credential");
+    let error = own
+        .get_token_info(&[GRAPH], TokenRequestOptions::default())
+        .await
+        .expect_err("the emulator's CA is not trusted");
+    assert_eq!(
+        error.client_authentication().map(|error| error.kind()),
+        Some(FailureKind::Transport)
+    );
+
+    let credential = untrusting(&emulator, options)
+        .http_client(users_client(&emulator))
+        .build()
+        .expect("credential");
+    credential
+        .get_token_info(&[GRAPH], TokenRequestOptions::default())
+        .await
+        .expect("trusted by the user's client");
+    let request = token_requests(&emulator).pop().expect("a token request");
+    assert_eq!(
+        request.headers.get("x-test-client").map(String::as_str),
+        Some("the user's")
+    );
+    assert_eq!(
+        request.headers.get("x-client-sku").map(String::as_str),
+        Some("entra-identity-rust")
+    );
+}
+
+#[tokio::test]
+async fn the_request_timeout_and_retries_apply_to_a_users_client() {
+    let emulator = emulator().await;
+    let credential = untrusting(
+        &emulator,
+        HttpOptions::default()
+            .request_timeout(Duration::from_millis(300))
+            .retry(
+                RetryPolicy::default()
+                    .max_retries(1)
+                    .initial_delay(Duration::from_millis(10)),
+            ),
+    )
+    .http_client(users_client(&emulator))
+    .build()
+    .expect("credential");
+
+    // A 503 is retried once.
+    emulator.inject_fault(FaultRule {
+        path: "/oauth2/v2.0/token".to_owned(),
+        count: 1,
+        fault: Fault::Status {
+            status: 503,
+            retry_after: None,
+        },
+    });
+    credential
+        .get_token_info(&[GRAPH], TokenRequestOptions::default())
+        .await
+        .expect("token after one retry");
+    let counters = emulator.counters();
+    assert_eq!((counters.faults_injected, counters.tokens_issued), (1, 1));
+
+    // The user's client has no timeout; the options' timeout ends each attempt.
+    emulator.inject_fault(FaultRule {
+        path: "/oauth2/v2.0/token".to_owned(),
+        count: 2,
+        fault: Fault::Delay { millis: 3_000 },
+    });
+    let started = Instant::now();
+    let error = credential
+        .get_token_info(&[DOWNSTREAM], TokenRequestOptions::default())
+        .await
+        .expect_err("timed out");
+    let elapsed = started.elapsed();
+    assert_eq!(
+        error.client_authentication().map(|error| error.kind()),
+        Some(FailureKind::Timeout)
+    );
+    assert!(elapsed < Duration::from_millis(1_500), "{elapsed:?}");
 }
 
 /// Writes the emulator's CA to a file of its own, which the test can then spoil.
@@ -255,6 +357,10 @@ async fn credentials_of_one_cache_share_a_pool_and_read_ssl_cert_file_once() {
             .expect("trusted through the file as it was");
     }
     for (what, outcome) in [
+        (
+            "a dedicated pool",
+            build(options.clone().dedicated_pool(), &cache),
+        ),
         (
             "a cache of its own",
             build(options.clone(), &TokenCache::default()),

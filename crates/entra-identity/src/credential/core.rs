@@ -43,6 +43,8 @@ pub(crate) struct CommonOptions {
     pub(crate) cache_persistence_options: Option<TokenCachePersistenceOptions>,
     pub(crate) distributed: Option<DistributedCache>,
     pub(crate) http: HttpOptions,
+    /// A client of the user's, used instead of a pool.
+    pub(crate) http_client: Option<reqwest::Client>,
     pub(crate) cache: Option<TokenCache>,
     pub(crate) clock: Option<Arc<dyn Clock>>,
     pub(crate) environment: Option<Arc<dyn Environment>>,
@@ -94,8 +96,12 @@ impl Core {
             .is_some_and(|value| !value.is_empty());
         // Credentials of one cache share its pool for their options (see `endpoint::http`).
         let cache = options.cache.unwrap_or_default();
-        let http =
-            HttpClient::for_credential(&options.http, cache.http_pools(), environment.as_ref())?;
+        let http = HttpClient::for_credential(
+            &options.http,
+            options.http_client,
+            cache.http_pools(),
+            environment.as_ref(),
+        )?;
         let persistence = match &options.cache_persistence_options {
             Some(persistence) => Some(Persistence::open(persistence, environment.as_ref())?),
             None => None,
@@ -371,6 +377,12 @@ mod tests {
             .clone()
             .connect_timeout(std::time::Duration::from_secs(1));
         assert!(!first.http.shares_pool_with(&core(other, Some(&cache)).http));
+        let dedicated = options.clone().dedicated_pool();
+        assert!(
+            !first
+                .http
+                .shares_pool_with(&core(dedicated, Some(&cache)).http)
+        );
         assert!(
             !first
                 .http

@@ -30,7 +30,8 @@
 //! (and the same `SSL_CERT_FILE`) share an [`HttpClient`] through the cache's
 //! [`PoolRegistry`], which keeps at most [`MAX_SHARED_POOLS`], dropping the least recently
 //! used. The credentials of one `OnBehalfOfApplication` share the application's. A credential
-//! with a cache of its own has its own. Nothing is process-wide.
+//! with a cache of its own, with [`HttpOptions::dedicated_pool`], or with a `reqwest::Client`
+//! handed in by the user has its own. Nothing is process-wide.
 
 use std::io::Read as _;
 use std::path::Path;
@@ -66,20 +67,25 @@ const MAX_RUNTIME_CLIENTS: usize = 4;
 /// How many pools, one per set of options, a [`PoolRegistry`] keeps.
 const MAX_SHARED_POOLS: usize = 8;
 
-/// How credentials talk to Entra ID: extra trusted CAs, timeouts and retries.
+/// How credentials talk to Entra ID: extra trusted CAs, timeouts, retries, and whether the
+/// connection pool is shared.
 ///
 /// Credentials built with one [`TokenCache`](crate::TokenCache) and equal options share a
 /// connection pool, and the credentials of one
 /// [`OnBehalfOfApplication`](crate::OnBehalfOfApplication) share the application's. A
-/// credential with a cache of its own (the default) has a pool of its own. A pool holds a
-/// connection pool per tokio runtime it is used on, so a credential works on any runtime,
-/// whichever used it first.
+/// credential with a cache of its own (the default) has a pool of its own, as does one built
+/// with [`HttpOptions::dedicated_pool`]. A pool holds a connection pool per tokio runtime it
+/// is used on, so a credential works on any runtime, whichever used it first.
+///
+/// To send the requests through a `reqwest::Client` of your own, give it to the credential
+/// builder's `http_client`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct HttpOptions {
     extra_root_certificates: Vec<String>,
     connect_timeout: Duration,
     request_timeout: Duration,
     retry: RetryPolicy,
+    dedicated_pool: bool,
 }
 
 impl Default for HttpOptions {
@@ -89,6 +95,7 @@ impl Default for HttpOptions {
             connect_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
             retry: RetryPolicy::default(),
+            dedicated_pool: false,
         }
     }
 }
@@ -120,6 +127,15 @@ impl HttpOptions {
     #[must_use]
     pub fn retry(mut self, retry: RetryPolicy) -> Self {
         self.retry = retry;
+        self
+    }
+
+    /// A connection pool of the credential's own, shared with no other credential built with
+    /// the same [`TokenCache`](crate::TokenCache). The credentials of one
+    /// [`OnBehalfOfApplication`](crate::OnBehalfOfApplication) still share the application's.
+    #[must_use]
+    pub fn dedicated_pool(mut self) -> Self {
+        self.dedicated_pool = true;
         self
     }
 }
@@ -209,20 +225,40 @@ pub(crate) struct HttpClient {
 struct HttpInner {
     request_timeout: Duration,
     retry: RetryPolicy,
-    clients: RuntimeClients,
+    transport: Transport,
+}
+
+#[derive(Debug)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one per pool, behind its Arc: boxing would only add an indirection"
+)]
+enum Transport {
+    /// A client the user handed in, used as it is on every runtime.
+    User(reqwest::Client),
+    /// Clients of our own, one per runtime.
+    PerRuntime(RuntimeClients),
 }
 
 impl HttpClient {
-    /// The client a credential uses: the pool shared through `registry` by the credentials of
-    /// one token cache.
+    /// The client a credential uses: the user's `user_client`, else a pool of its own if the
+    /// options ask for one, else the pool shared through `registry` by the credentials of one
+    /// token cache.
     pub(crate) fn for_credential(
         options: &HttpOptions,
+        user_client: Option<reqwest::Client>,
         registry: &PoolRegistry,
         environment: &dyn Environment,
     ) -> Result<Self, BuildError> {
+        if let Some(client) = user_client {
+            return Ok(Self::with_client(client, options));
+        }
         let ssl_cert_file = environment
             .var(SSL_CERT_FILE)
             .filter(|path| !path.is_empty());
+        if options.dedicated_pool {
+            return Self::new(options, ssl_cert_file.as_deref());
+        }
         registry.pool(options, ssl_cert_file)
     }
 
@@ -246,13 +282,24 @@ impl HttpClient {
             inner: Arc::new(HttpInner {
                 request_timeout: options.request_timeout,
                 retry: options.retry,
-                clients: RuntimeClients {
+                transport: Transport::PerRuntime(RuntimeClients {
                     connect_timeout: options.connect_timeout,
                     tls,
                     clients: Mutex::new(Vec::new()),
-                },
+                }),
             }),
         })
+    }
+
+    /// The user's client, with the options' request timeout and retry policy.
+    fn with_client(client: reqwest::Client, options: &HttpOptions) -> Self {
+        Self {
+            inner: Arc::new(HttpInner {
+                request_timeout: options.request_timeout,
+                retry: options.retry,
+                transport: Transport::User(client),
+            }),
+        }
     }
 
     /// Whether two clients share their connection pools.
@@ -288,7 +335,10 @@ impl HttpClient {
 
     /// The `reqwest::Client` for the runtime this runs on.
     fn client(&self) -> Result<reqwest::Client, ClientAuthenticationError> {
-        self.inner.clients.for_current_runtime()
+        match &self.inner.transport {
+            Transport::User(client) => Ok(client.clone()),
+            Transport::PerRuntime(clients) => clients.for_current_runtime(),
+        }
     }
 
     async fn execute(
@@ -811,7 +861,7 @@ mod tests {
     }
 
     fn pool(registry: &PoolRegistry, options: &HttpOptions) -> HttpClient {
-        HttpClient::for_credential(options, registry, &MapEnvironment::new()).expect("client")
+        HttpClient::for_credential(options, None, registry, &MapEnvironment::new()).expect("client")
     }
 
     fn runtime() -> tokio::runtime::Runtime {
@@ -822,7 +872,10 @@ mod tests {
     }
 
     fn runtime_clients(client: &HttpClient) -> &RuntimeClients {
-        &client.inner.clients
+        match &client.inner.transport {
+            Transport::PerRuntime(clients) => clients,
+            Transport::User(_) => panic!("a user's client"),
+        }
     }
 
     #[test]
@@ -851,7 +904,11 @@ mod tests {
         assert!(a.shares_pool_with(&b));
         let other = HttpOptions::default().request_timeout(Duration::from_secs(3));
         assert!(!a.shares_pool_with(&pool(&registry, &other)));
-        assert_eq!(registry.len(), 2);
+        let dedicated = HttpOptions::default().dedicated_pool();
+        let c = pool(&registry, &dedicated);
+        let d = pool(&registry, &dedicated);
+        assert!(!c.shares_pool_with(&d), "a dedicated pool is never shared");
+        assert_eq!(registry.len(), 2, "dedicated pools are not registered");
         let elsewhere = pool(&PoolRegistry::default(), &HttpOptions::default());
         assert!(!a.shares_pool_with(&elsewhere));
     }
@@ -865,9 +922,9 @@ mod tests {
         let registry = PoolRegistry::default();
         let plain = pool(&registry, &HttpOptions::default());
         let with_file = MapEnvironment::new().with(SSL_CERT_FILE, path);
-        let a = HttpClient::for_credential(&HttpOptions::default(), &registry, &with_file)
+        let a = HttpClient::for_credential(&HttpOptions::default(), None, &registry, &with_file)
             .expect("client");
-        let b = HttpClient::for_credential(&HttpOptions::default(), &registry, &with_file)
+        let b = HttpClient::for_credential(&HttpOptions::default(), None, &registry, &with_file)
             .expect("client");
         assert!(a.shares_pool_with(&b));
         assert!(!a.shares_pool_with(&plain));
@@ -893,6 +950,25 @@ mod tests {
             "the least recently used pool was dropped"
         );
         assert_eq!(registry.len(), MAX_SHARED_POOLS);
+    }
+
+    #[test]
+    fn a_users_client_is_never_registered() {
+        let registry = PoolRegistry::default();
+        let env = MapEnvironment::new();
+        let user = reqwest::Client::new();
+        let a = HttpClient::for_credential(
+            &HttpOptions::default(),
+            Some(user.clone()),
+            &registry,
+            &env,
+        )
+        .expect("client");
+        let b = HttpClient::for_credential(&HttpOptions::default(), Some(user), &registry, &env)
+            .expect("client");
+        assert!(matches!(a.inner.transport, Transport::User(_)));
+        assert!(!a.shares_pool_with(&b));
+        assert_eq!(registry.len(), 0);
     }
 
     #[test]
@@ -940,14 +1016,14 @@ mod tests {
             let bad = HttpOptions::default().trust_pem(pem);
             assert!(
                 matches!(
-                    HttpClient::for_credential(&bad, &registry, &env),
+                    HttpClient::for_credential(&bad, None, &registry, &env),
                     Err(BuildError::InvalidCertificateAuthority { .. })
                 ),
                 "{pem}"
             );
         }
         let missing = MapEnvironment::new().with(SSL_CERT_FILE, "/nonexistent/ca.pem");
-        match HttpClient::for_credential(&HttpOptions::default(), &registry, &missing) {
+        match HttpClient::for_credential(&HttpOptions::default(), None, &registry, &missing) {
             Err(BuildError::InvalidCertificateAuthority { origin, .. }) => {
                 assert_eq!(origin, "SSL_CERT_FILE=/nonexistent/ca.pem");
             }
