@@ -70,8 +70,11 @@ async fn measure(port: u16) {
     let url = format!("redis://127.0.0.1:{port}/");
     let store = RedisStore::connect(&url).await.expect("redis");
     let shared = DistributedCache::new(store, "bench", [3; 32]);
+    // Every credential has a token cache of its own: they share this client's warm pool.
+    let http = common::trusting_client(&emulator);
     let build = |distributed: Option<DistributedCache>| {
-        let mut builder = common::workload_credential(&emulator, &assertion);
+        let mut builder =
+            common::workload_credential(&emulator, &assertion).http_client(http.clone());
         if let Some(distributed) = distributed {
             builder = builder.distributed_cache(distributed);
         }

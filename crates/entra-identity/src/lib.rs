@@ -25,6 +25,13 @@
 //! ask; tokens are refreshed proactively (at Entra's `refresh_in`, or five minutes before
 //! expiry) by one caller while the others keep using the cached token.
 //!
+//! Connection pools: credentials built with one [`TokenCache`] and equal [`HttpOptions`] share
+//! one, and the credentials of one [`OnBehalfOfApplication`] share the application's; a
+//! credential with a cache of its own has its own, as does one asking for
+//! [`HttpOptions::dedicated_pool`]. A pool keeps a connection pool per tokio runtime, so a
+//! credential works on any runtime; nothing is shared process-wide. A builder's `http_client`
+//! takes a `reqwest::Client` of your own instead.
+//!
 //! Secrets (client assertions, tokens) are wiped from memory when dropped and never appear in
 //! `Debug` output, logs or errors.
 //!

@@ -59,3 +59,15 @@ pub fn workload_credential(
     .http_options(HttpOptions::default().trust_pem(emulator.ca_pem()))
     .environment(Arc::new(MapEnvironment::new()))
 }
+
+/// A `reqwest` client trusting the emulator, to share a warm connection pool between
+/// credentials that each have a token cache (and so a pool) of their own.
+pub fn trusting_client(emulator: &Emulator) -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .tls_certs_merge([
+            reqwest::Certificate::from_pem(emulator.ca_pem().as_bytes()).expect("emulator CA")
+        ])
+        .build()
+        .expect("reqwest client")
+}

@@ -57,6 +57,8 @@ struct CacheInner {
     inflight: Mutex<std::collections::HashMap<usize, WeakShared<SharedRequest>>>,
     /// Held while a partition gains a slot (rare: a user asking for another API).
     grow: Mutex<()>,
+    /// The connection pools of the credentials built with this cache.
+    http_pools: crate::endpoint::http::PoolRegistry,
 }
 
 /// Strings many entries share.
@@ -131,8 +133,14 @@ impl TokenCache {
                 interned: Mutex::new(Interned::default()),
                 inflight: Mutex::new(std::collections::HashMap::new()),
                 grow: Mutex::new(()),
+                http_pools: crate::endpoint::http::PoolRegistry::default(),
             }),
         }
+    }
+
+    /// The connection pools the credentials built with this cache share, by HTTP options.
+    pub(crate) fn http_pools(&self) -> &crate::endpoint::http::PoolRegistry {
+        &self.inner.http_pools
     }
 
     /// The estimated bytes the cache holds.

@@ -43,6 +43,8 @@ pub(crate) struct CommonOptions {
     pub(crate) cache_persistence_options: Option<TokenCachePersistenceOptions>,
     pub(crate) distributed: Option<DistributedCache>,
     pub(crate) http: HttpOptions,
+    /// A client of the user's, used instead of a pool.
+    pub(crate) http_client: Option<reqwest::Client>,
     pub(crate) cache: Option<TokenCache>,
     pub(crate) clock: Option<Arc<dyn Clock>>,
     pub(crate) environment: Option<Arc<dyn Environment>>,
@@ -92,7 +94,14 @@ impl Core {
         let multitenant_disabled = environment
             .var(AZURE_IDENTITY_DISABLE_MULTITENANTAUTH)
             .is_some_and(|value| !value.is_empty());
-        let http = HttpClient::shared(&options.http, environment.as_ref())?;
+        // Credentials of one cache share its pool for their options (see `endpoint::http`).
+        let cache = options.cache.unwrap_or_default();
+        let http = HttpClient::for_credential(
+            &options.http,
+            options.http_client,
+            cache.http_pools(),
+            environment.as_ref(),
+        )?;
         let persistence = match &options.cache_persistence_options {
             Some(persistence) => Some(Persistence::open(persistence, environment.as_ref())?),
             None => None,
@@ -108,7 +117,7 @@ impl Core {
                 multitenant_disabled,
             ),
             http,
-            cache: options.cache.unwrap_or_default(),
+            cache,
             clock: options.clock.unwrap_or_else(|| Arc::new(SystemClock)),
             persistence,
             distributed: options.distributed,
@@ -337,4 +346,53 @@ impl From<TokenResponse> for Fetched {
 
 fn hex(bytes: &[u8; 32]) -> String {
     bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::environment::MapEnvironment;
+
+    fn core(http: HttpOptions, cache: Option<&TokenCache>) -> Core {
+        let options = CommonOptions {
+            http,
+            cache: cache.cloned(),
+            environment: Some(Arc::new(MapEnvironment::new())),
+            ..CommonOptions::default()
+        };
+        Core::build("test", "tenant", "client", options).expect("core")
+    }
+
+    #[test]
+    fn credentials_share_the_pool_of_their_cache_for_equal_options() {
+        let cache = TokenCache::default();
+        let options = HttpOptions::default();
+        let first = core(options.clone(), Some(&cache));
+        assert!(
+            first
+                .http
+                .shares_pool_with(&core(options.clone(), Some(&cache)).http)
+        );
+        let other = options
+            .clone()
+            .connect_timeout(std::time::Duration::from_secs(1));
+        assert!(!first.http.shares_pool_with(&core(other, Some(&cache)).http));
+        let dedicated = options.clone().dedicated_pool();
+        assert!(
+            !first
+                .http
+                .shares_pool_with(&core(dedicated, Some(&cache)).http)
+        );
+        assert!(
+            !first
+                .http
+                .shares_pool_with(&core(options.clone(), None).http),
+            "a credential with a cache of its own has a pool of its own"
+        );
+        assert!(
+            !core(options.clone(), None)
+                .http
+                .shares_pool_with(&core(options, None).http)
+        );
+    }
 }

@@ -45,10 +45,32 @@ macro_rules! common_builder_methods {
             self
         }
 
-        /// HTTP options: extra trusted CAs, timeouts, retries. Credentials built with equal
-        /// options share one connection pool.
+        /// HTTP options: extra trusted CAs, timeouts, retries, a dedicated pool (see
+        /// [`crate::HttpOptions`]). Credentials built with one [`crate::TokenCache`] and equal
+        /// options share a connection pool; a credential with a cache of its own has its own.
         pub fn http_options(mut self, options: crate::HttpOptions) -> Self {
             self.$($field).+.http = options;
+            self
+        }
+
+        /// Sends the requests to Entra ID through this `reqwest` client (reqwest 0.13) instead
+        /// of a connection pool of the credential's.
+        ///
+        /// Build it with `.redirect(reqwest::redirect::Policy::none())`. Entra ID does not
+        /// redirect token requests and the credential never follows a redirect itself, but a
+        /// client that does would send the form, with its client assertion or secret, again
+        /// to wherever a 307 or 308 response points.
+        ///
+        /// The request timeout and retry policy of [`HttpOptions`](crate::HttpOptions) still
+        /// apply to every request; its trusted CAs, connect timeout and `SSL_CERT_FILE` do not:
+        /// the client's own configuration decides those. Unlike the credential's own pools,
+        /// which keep a connection pool per tokio runtime, a `reqwest::Client` has a single
+        /// pool whose connections are driven by the runtime that opened them: if you use the
+        /// credential from several runtimes, a request can wait on a connection of a runtime
+        /// that is not running. Use the client on one runtime, or on runtimes that keep
+        /// running.
+        pub fn http_client(mut self, client: reqwest::Client) -> Self {
+            self.$($field).+.http_client = Some(client);
             self
         }
 

@@ -1,30 +1,94 @@
-//! HTTP: one connection pool per set of options, timeouts, and retries with backoff.
+//! HTTP: connection pools per tokio runtime, trust roots, timeouts, and retries with backoff.
+//!
+//! # Pools and runtimes
+//!
+//! A `reqwest::Client` keeps its connections in a pool, and a background task on the tokio
+//! runtime that opened a connection drives it. A request from another runtime that picks that
+//! connection waits for the first runtime to run the task: if that runtime is idle (a
+//! `current_thread` runtime whose `block_on` has returned, kept in a variable), it waits for
+//! the whole request timeout and fails. So one `reqwest::Client` for every runtime will not
+//! do, and neither will a process-wide client per set of options. An [`HttpClient`] keeps one
+//! `reqwest::Client` per runtime it is used on instead, keyed by
+//! [`tokio::runtime::Handle::id`] (stable since tokio 1.49) and built on first use there from
+//! configuration prepared once: timeouts, the parsed extra trust roots and (see [`tls`]) the
+//! TLS configuration. A runtime's ID is unique among the running runtimes. Should tokio hand a
+//! finished runtime's ID to a new runtime, the new one gets the old one's client, which does no
+//! harm: the runtime's shutdown dropped the tasks driving its connections, so the pool sees
+//! them closed and opens new ones on the runtime asking. At most [`MAX_RUNTIME_CLIENTS`]
+//! clients are kept, and the least recently used goes first, so a credential used from many
+//! short-lived runtimes (a test suite, `block_on` per call) keeps a handful of pools, not one
+//! per runtime it ever saw.
+//!
+//! Other designs were rejected. A client per request pays a TLS handshake per token request.
+//! Keying by thread would give every worker of a multi-thread runtime a pool of its own.
+//! Holding a `Handle` to notice a runtime's end would keep the finished runtime's driver
+//! alive.
+//!
+//! # Sharing
+//!
+//! Credentials built with one [`TokenCache`](crate::TokenCache) and equal [`HttpOptions`]
+//! (and the same `SSL_CERT_FILE`) share an [`HttpClient`] through the cache's
+//! [`PoolRegistry`], which keeps at most [`MAX_SHARED_POOLS`], dropping the least recently
+//! used. The credentials of one `OnBehalfOfApplication` share the application's. A credential
+//! with a cache of its own, with [`HttpOptions::dedicated_pool`], or with a `reqwest::Client`
+//! handed in by the user has its own. Nothing is process-wide.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::io::Read as _;
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use rand::Rng as _;
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject as _;
 use zeroize::Zeroizing;
 
 use crate::environment::Environment;
 use crate::error::{
-    BuildError, Chain, ClientAuthenticationError, ErrorSource, FailureKind, is_transient_status,
+    BoxError, BuildError, Chain, ClientAuthenticationError, ErrorSource, FailureKind,
+    is_transient_status,
 };
 
-/// The environment variable naming a PEM file of extra trusted CA certificates.
+/// The environment variable naming a PEM file of extra trusted CA certificates, read (4 MiB
+/// at most) and parsed when a credential's connection pool is made.
+///
+/// On Linux and the BSDs, as for OpenSSL, this variable and `SSL_CERT_DIR` set in the process
+/// environment also take the place of the system's CA bundle: the CAs they name, with those of
+/// [`HttpOptions::trust_pem`], are then all the credential trusts.
 pub const SSL_CERT_FILE: &str = "SSL_CERT_FILE";
 
 /// The largest response body read; token responses are a few kilobytes.
 const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 
-/// How credentials talk to Entra ID.
+/// The largest CA certificate file read, such as `SSL_CERT_FILE`; a system's whole bundle is a
+/// few hundred kilobytes.
+pub(crate) const MAX_CA_FILE_BYTES: u64 = 4 * 1024 * 1024;
+
+/// How many `reqwest::Client`s, one per runtime, an [`HttpClient`] keeps.
+const MAX_RUNTIME_CLIENTS: usize = 4;
+
+/// How many pools, one per set of options, a [`PoolRegistry`] keeps.
+const MAX_SHARED_POOLS: usize = 8;
+
+/// How credentials talk to Entra ID: extra trusted CAs, timeouts, retries, and whether the
+/// connection pool is shared.
+///
+/// Credentials built with one [`TokenCache`](crate::TokenCache) and equal options share a
+/// connection pool, and the credentials of one
+/// [`OnBehalfOfApplication`](crate::OnBehalfOfApplication) share the application's. A
+/// credential with a cache of its own (the default) has a pool of its own, as does one built
+/// with [`HttpOptions::dedicated_pool`]. A pool holds a connection pool per tokio runtime it
+/// is used on, so a credential works on any runtime, whichever used it first.
+///
+/// To send the requests through a `reqwest::Client` of your own, give it to the credential
+/// builder's `http_client`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct HttpOptions {
     extra_root_certificates: Vec<String>,
     connect_timeout: Duration,
     request_timeout: Duration,
     retry: RetryPolicy,
+    dedicated_pool: bool,
 }
 
 impl Default for HttpOptions {
@@ -34,33 +98,47 @@ impl Default for HttpOptions {
             connect_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
             retry: RetryPolicy::default(),
+            dedicated_pool: false,
         }
     }
 }
 
 impl HttpOptions {
     /// Trusts the CA certificates of a PEM text as well as the system's: for the emulator and
-    /// private clouds.
+    /// private clouds. The text is parsed when the credential is built.
+    #[must_use]
     pub fn trust_pem(mut self, pem: impl Into<String>) -> Self {
         self.extra_root_certificates.push(pem.into());
         self
     }
 
     /// How long establishing a connection may take (10 s by default).
+    #[must_use]
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
         self
     }
 
     /// How long one attempt may take, from sending to the last byte (30 s by default).
+    #[must_use]
     pub fn request_timeout(mut self, timeout: Duration) -> Self {
         self.request_timeout = timeout;
         self
     }
 
     /// When to try again.
+    #[must_use]
     pub fn retry(mut self, retry: RetryPolicy) -> Self {
         self.retry = retry;
+        self
+    }
+
+    /// A connection pool of the credential's own, shared with no other credential built with
+    /// the same [`TokenCache`](crate::TokenCache). The credentials of one
+    /// [`OnBehalfOfApplication`](crate::OnBehalfOfApplication) still share the application's.
+    #[must_use]
+    pub fn dedicated_pool(mut self) -> Self {
+        self.dedicated_pool = true;
         self
     }
 }
@@ -96,24 +174,28 @@ impl RetryPolicy {
     }
 
     /// At most this many retries after the first attempt (3 by default).
+    #[must_use]
     pub fn max_retries(mut self, retries: u32) -> Self {
         self.max_retries = retries;
         self
     }
 
     /// The delay before the first retry, doubled for each later one (800 ms by default).
+    #[must_use]
     pub fn initial_delay(mut self, delay: Duration) -> Self {
         self.initial_delay = delay;
         self
     }
 
     /// The longest delay between attempts, including one asked for by `Retry-After` (60 s).
+    #[must_use]
     pub fn max_delay(mut self, delay: Duration) -> Self {
         self.max_delay = delay;
         self
     }
 
     /// No retry starts after this much time since the first attempt (120 s by default).
+    #[must_use]
     pub fn max_elapsed(mut self, elapsed: Duration) -> Self {
         self.max_elapsed = elapsed;
         self
@@ -135,56 +217,93 @@ pub(crate) struct RawResponse {
     pub(crate) body: Zeroizing<Vec<u8>>,
 }
 
-/// A shared client with its options.
+/// Where a credential's requests go, with its timeout and retry policy. Clones share
+/// everything.
 #[derive(Clone, Debug)]
 pub(crate) struct HttpClient {
-    client: Arc<reqwest::Client>,
-    options: Arc<HttpOptions>,
+    inner: Arc<HttpInner>,
+}
+
+#[derive(Debug)]
+struct HttpInner {
+    request_timeout: Duration,
+    retry: RetryPolicy,
+    transport: Transport,
+}
+
+#[derive(Debug)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one per pool, behind its Arc: boxing would only add an indirection"
+)]
+enum Transport {
+    /// A client the user handed in, used as it is on every runtime.
+    User(reqwest::Client),
+    /// Clients of our own, one per runtime.
+    PerRuntime(RuntimeClients),
 }
 
 impl HttpClient {
-    /// The client for these options, shared with every credential built with the same ones.
-    pub(crate) fn shared(
+    /// The client a credential uses: the user's `user_client`, else a pool of its own if the
+    /// options ask for one, else the pool shared through `registry` by the credentials of one
+    /// token cache.
+    pub(crate) fn for_credential(
         options: &HttpOptions,
+        user_client: Option<reqwest::Client>,
+        registry: &PoolRegistry,
         environment: &dyn Environment,
     ) -> Result<Self, BuildError> {
-        let mut options = options.clone();
-        if let Some(path) = environment
-            .var(SSL_CERT_FILE)
-            .filter(|path| !path.is_empty())
-        {
-            let pem = std::fs::read_to_string(&path).map_err(|error| {
-                BuildError::InvalidCertificateAuthority {
-                    origin: format!("{SSL_CERT_FILE}={path}"),
-                    reason: "the file cannot be read".to_owned(),
-                    source: Some(ErrorSource::new(error)),
-                }
-            })?;
-            options.extra_root_certificates.push(pem);
+        if let Some(client) = user_client {
+            return Ok(Self::with_client(client, options));
         }
-        static POOLS: OnceLock<Mutex<HashMap<HttpOptions, Arc<reqwest::Client>>>> = OnceLock::new();
-        let mut pools = POOLS
-            .get_or_init(Default::default)
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let client = match pools.get(&options) {
-            Some(client) => client.clone(),
-            None => {
-                let client = Arc::new(build_client(&options)?);
-                pools.insert(options.clone(), client.clone());
-                client
-            }
-        };
+        let ssl_cert_file = environment
+            .var(SSL_CERT_FILE)
+            .filter(|path| !path.is_empty());
+        if options.dedicated_pool {
+            return Self::new(options, ssl_cert_file.as_deref());
+        }
+        registry.pool(options, ssl_cert_file)
+    }
+
+    /// A new pool: reads `ssl_cert_file` and parses it and the options' PEM texts, once.
+    fn new(options: &HttpOptions, ssl_cert_file: Option<&str>) -> Result<Self, BuildError> {
+        let mut tls = tls::Tls::new(ssl_cert_file.map(Path::new));
+        for pem in &options.extra_root_certificates {
+            add_pem(&mut tls, pem.as_bytes(), "extra trusted CA")?;
+        }
+        if let Some(path) = ssl_cert_file {
+            let origin = format!("{SSL_CERT_FILE}={path}");
+            let pem = read_ca_file(Path::new(path), &origin)?;
+            add_pem(&mut tls, &pem, &origin)?;
+        }
         Ok(Self {
-            client,
-            options: Arc::new(options),
+            inner: Arc::new(HttpInner {
+                request_timeout: options.request_timeout,
+                retry: options.retry,
+                transport: Transport::PerRuntime(RuntimeClients {
+                    connect_timeout: options.connect_timeout,
+                    tls,
+                    clients: Mutex::new(Vec::new()),
+                }),
+            }),
         })
     }
 
-    /// Whether two clients share one connection pool.
+    /// The user's client, with the options' request timeout and retry policy.
+    fn with_client(client: reqwest::Client, options: &HttpOptions) -> Self {
+        Self {
+            inner: Arc::new(HttpInner {
+                request_timeout: options.request_timeout,
+                retry: options.retry,
+                transport: Transport::User(client),
+            }),
+        }
+    }
+
+    /// Whether two clients share their connection pools.
     #[cfg(test)]
     pub(crate) fn shares_pool_with(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.client, &other.client)
+        Arc::ptr_eq(&self.inner, &other.inner)
     }
 
     /// Posts a form, retrying transient failures.
@@ -212,16 +331,25 @@ impl HttpClient {
         self.execute(|client| client.get(url)).await
     }
 
+    /// The `reqwest::Client` for the runtime this runs on.
+    fn client(&self) -> Result<reqwest::Client, ClientAuthenticationError> {
+        match &self.inner.transport {
+            Transport::User(client) => Ok(client.clone()),
+            Transport::PerRuntime(clients) => clients.for_current_runtime(),
+        }
+    }
+
     async fn execute(
         &self,
         request: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
     ) -> Result<RawResponse, ClientAuthenticationError> {
-        let policy = self.options.retry;
+        let client = self.client()?;
+        let policy = self.inner.retry;
         let started = Instant::now();
         let mut retry = 0;
         loop {
-            let attempt = request(&self.client)
-                .timeout(self.options.request_timeout)
+            let attempt = request(&client)
+                .timeout(self.inner.request_timeout)
                 .header("accept", "application/json")
                 .send()
                 .await;
@@ -268,39 +396,397 @@ impl HttpClient {
     }
 }
 
-fn build_client(options: &HttpOptions) -> Result<reqwest::Client, BuildError> {
-    let mut builder = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(options.connect_timeout)
-        .user_agent(concat!(
-            "entra-identity/",
-            env!("CARGO_PKG_VERSION"),
-            " (rust)"
-        ))
-        .pool_idle_timeout(Duration::from_secs(90));
-    for pem in &options.extra_root_certificates {
-        let certificates =
-            reqwest::Certificate::from_pem_bundle(pem.as_bytes()).map_err(|error| {
-                BuildError::InvalidCertificateAuthority {
-                    origin: "extra trusted CA".to_owned(),
-                    reason: "the PEM text cannot be read".to_owned(),
-                    source: Some(ErrorSource::new(error)),
-                }
-            })?;
-        if certificates.is_empty() {
-            return Err(BuildError::InvalidCertificateAuthority {
-                origin: "extra trusted CA".to_owned(),
-                reason: "the PEM text holds no certificate".to_owned(),
-                source: None,
-            });
+/// Our `reqwest::Client`s, one per tokio runtime (see the module docs), built from one
+/// configuration.
+#[derive(Debug)]
+struct RuntimeClients {
+    connect_timeout: Duration,
+    tls: tls::Tls,
+    /// The least recently used first; at most [`MAX_RUNTIME_CLIENTS`].
+    clients: Mutex<Vec<(tokio::runtime::Id, reqwest::Client)>>,
+}
+
+impl RuntimeClients {
+    /// The client for the current runtime, built if this runtime has none yet.
+    fn for_current_runtime(&self) -> Result<reqwest::Client, ClientAuthenticationError> {
+        let runtime = tokio::runtime::Handle::try_current()
+            .map_err(|_| {
+                ClientAuthenticationError::new(
+                    FailureKind::Transport,
+                    "Requests to Microsoft Entra ID need a tokio runtime",
+                )
+            })?
+            .id();
+        let mut clients = lock(&self.clients);
+        if let Some(index) = clients.iter().position(|(id, _)| *id == runtime) {
+            clients[index..].rotate_left(1);
+            let (_, client) = &clients[clients.len() - 1];
+            return Ok(client.clone());
         }
-        for certificate in certificates {
-            builder = builder.add_root_certificate(certificate);
+        // Built under the lock, so concurrent first requests on one runtime build one client.
+        let client = self.build().map_err(|source| {
+            ClientAuthenticationError::new(FailureKind::Transport, "Cannot create the HTTP client")
+                .with_source(source)
+        })?;
+        if clients.len() >= MAX_RUNTIME_CLIENTS {
+            // Requests in flight on it keep their clone.
+            clients.remove(0);
+        }
+        clients.push((runtime, client.clone()));
+        Ok(client)
+    }
+
+    fn build(&self) -> Result<reqwest::Client, BoxError> {
+        let builder = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(self.connect_timeout)
+            .user_agent(concat!(
+                "entra-identity/",
+                env!("CARGO_PKG_VERSION"),
+                " (rust)"
+            ))
+            .pool_idle_timeout(Duration::from_secs(90));
+        Ok(self.tls.configure(builder)?.build()?)
+    }
+
+    /// The runtimes that have a client, the least recently used first.
+    #[cfg(test)]
+    fn runtimes(&self) -> Vec<tokio::runtime::Id> {
+        lock(&self.clients).iter().map(|(id, _)| *id).collect()
+    }
+}
+
+/// The pools the credentials built with one [`TokenCache`](crate::TokenCache) share: one per
+/// set of options and `SSL_CERT_FILE`, at most [`MAX_SHARED_POOLS`], the least recently used
+/// dropped first (credentials using a dropped pool keep it; new ones get a new pool).
+#[derive(Debug, Default)]
+pub(crate) struct PoolRegistry {
+    /// The least recently used first.
+    pools: Mutex<Vec<(PoolKey, HttpClient)>>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+struct PoolKey {
+    options: HttpOptions,
+    ssl_cert_file: Option<String>,
+}
+
+impl PoolRegistry {
+    /// The pool for these options, made (reading `ssl_cert_file`) if there is none.
+    fn pool(
+        &self,
+        options: &HttpOptions,
+        ssl_cert_file: Option<String>,
+    ) -> Result<HttpClient, BuildError> {
+        let key = PoolKey {
+            options: options.clone(),
+            ssl_cert_file,
+        };
+        let mut pools = lock(&self.pools);
+        if let Some(index) = pools.iter().position(|(known, _)| *known == key) {
+            pools[index..].rotate_left(1);
+            let (_, client) = &pools[pools.len() - 1];
+            return Ok(client.clone());
+        }
+        // Made under the lock, so credentials built at once with equal options share it.
+        let client = HttpClient::new(options, key.ssl_cert_file.as_deref())?;
+        if pools.len() >= MAX_SHARED_POOLS {
+            pools.remove(0);
+        }
+        pools.push((key, client.clone()));
+        Ok(client)
+    }
+
+    /// How many pools the registry keeps.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        lock(&self.pools).len()
+    }
+}
+
+/// Adds the certificates of a PEM text to the extra trusted roots, refusing a text that holds
+/// none or a bad one.
+fn add_pem(tls: &mut tls::Tls, pem: &[u8], origin: &str) -> Result<(), BuildError> {
+    let invalid =
+        |reason: &str, source: Option<ErrorSource>| BuildError::InvalidCertificateAuthority {
+            origin: origin.to_owned(),
+            reason: reason.to_owned(),
+            source,
+        };
+    let certificates = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| invalid("the PEM text cannot be read", Some(ErrorSource::new(error))))?;
+    if certificates.is_empty() {
+        return Err(invalid("the PEM text holds no certificate", None));
+    }
+    for certificate in certificates {
+        tls.add_root(certificate).map_err(|error| {
+            invalid(
+                "a certificate is not a valid trust anchor",
+                Some(ErrorSource::new(error)),
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// Reads a CA certificate file of at most [`MAX_CA_FILE_BYTES`].
+fn read_ca_file(path: &Path, origin: &str) -> Result<Vec<u8>, BuildError> {
+    let invalid =
+        |reason: String, source: Option<ErrorSource>| BuildError::InvalidCertificateAuthority {
+            origin: origin.to_owned(),
+            reason,
+            source,
+        };
+    let unreadable = |error: std::io::Error| {
+        invalid(
+            "the file cannot be read".to_owned(),
+            Some(ErrorSource::new(error)),
+        )
+    };
+    let file = std::fs::File::open(path).map_err(unreadable)?;
+    match read_at_most(file, MAX_CA_FILE_BYTES).map_err(unreadable)? {
+        Some(bytes) => Ok(bytes),
+        None => Err(invalid(
+            format!("the file is larger than {MAX_CA_FILE_BYTES} bytes"),
+            None,
+        )),
+    }
+}
+
+/// Reads to the end, but no more than `limit` bytes (and one more, to tell that there is
+/// more): `None` if there is more.
+fn read_at_most(reader: impl std::io::Read, limit: u64) -> std::io::Result<Option<Vec<u8>>> {
+    let mut bytes = Vec::new();
+    reader
+        .take(limit.saturating_add(1))
+        .read_to_end(&mut bytes)?;
+    Ok(u64::try_from(bytes.len())
+        .is_ok_and(|length| length <= limit)
+        .then_some(bytes))
+}
+
+/// Locks a mutex, carrying on if a panicking thread poisoned it: the lists guarded here stay
+/// consistent between statements.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The TLS setup where rustls-platform-verifier trusts root certificates read from files
+/// (Linux and the BSDs).
+///
+/// There, reqwest's platform verifier would load the system's roots through
+/// rustls-native-certs whenever a `reqwest::Client` is built, and that reads `SSL_CERT_FILE`
+/// and `SSL_CERT_DIR` from the process environment: like OpenSSL, when either is set it
+/// trusts what they name *instead of* the system's bundle. We read `SSL_CERT_FILE` ourselves
+/// already, so the verifier would read the same file a second time. Instead, one rustls
+/// configuration is made when a pool builds its first client: the same trust (our extra roots,
+/// then the system's as rustls-native-certs finds them, except that the file we read is not
+/// read again, even as an entry of `SSL_CERT_DIR`), checked by the same WebPKI verifier the
+/// platform verifier uses on these systems. Every runtime's client shares it, so the system
+/// roots are loaded once per pool rather than once per client.
+#[cfg(all(unix, not(target_os = "android"), not(target_vendor = "apple")))]
+mod tls {
+    use std::collections::HashSet;
+    use std::os::unix::fs::MetadataExt as _;
+    use std::path::{Path, PathBuf};
+    use std::sync::{Arc, Mutex};
+
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject as _;
+
+    use super::{SSL_CERT_FILE, lock, read_ca_file};
+    use crate::error::BoxError;
+
+    /// rustls-native-certs' name for the directories of CA certificates.
+    const SSL_CERT_DIR: &str = "SSL_CERT_DIR";
+
+    #[derive(Debug)]
+    pub(super) struct Tls {
+        extra: rustls::RootCertStore,
+        /// The `SSL_CERT_FILE` read for the extra roots.
+        already_read: Option<PathBuf>,
+        /// Made with the pool's first client, for every client.
+        config: Mutex<Option<rustls::ClientConfig>>,
+    }
+
+    impl Tls {
+        /// No extra roots yet; `already_read` is the `SSL_CERT_FILE` the caller reads.
+        pub(super) fn new(already_read: Option<&Path>) -> Self {
+            Self {
+                extra: rustls::RootCertStore::empty(),
+                already_read: already_read.map(Path::to_owned),
+                config: Mutex::new(None),
+            }
+        }
+
+        /// Trusts an extra root certificate, checked as a trust anchor now.
+        pub(super) fn add_root(
+            &mut self,
+            certificate: CertificateDer<'static>,
+        ) -> Result<(), rustls::Error> {
+            self.extra.add(certificate)
+        }
+
+        /// Gives the builder the shared TLS configuration, made on first use.
+        pub(super) fn configure(
+            &self,
+            builder: reqwest::ClientBuilder,
+        ) -> Result<reqwest::ClientBuilder, BoxError> {
+            let mut config = lock(&self.config);
+            let config = match &*config {
+                Some(config) => config.clone(),
+                None => config.insert(self.make()?).clone(),
+            };
+            Ok(builder.tls_backend_preconfigured(config))
+        }
+
+        /// What reqwest makes with the platform verifier, loading the system's roots once.
+        fn make(&self) -> Result<rustls::ClientConfig, BoxError> {
+            let mut roots = self.extra.clone();
+            let (added, ignored) =
+                roots.add_parsable_certificates(system_roots(self.already_read.as_deref()));
+            if ignored > 0 {
+                tracing::warn!("{ignored} system CA certificates were ignored as invalid");
+            }
+            tracing::debug!(added, "loaded the system's CA certificates");
+            if roots.is_empty() {
+                return Err("no CA certificates were loaded from the system".into());
+            }
+            // As reqwest: a provider the application installed, else aws-lc-rs.
+            let provider = rustls::crypto::CryptoProvider::get_default()
+                .cloned()
+                .unwrap_or_else(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider()));
+            let mut config = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()?
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            // Token requests are rare and small: HTTP/1.1, as reqwest offers without `http2`.
+            config.alpn_protocols = vec![b"http/1.1".to_vec()];
+            Ok(config)
         }
     }
-    builder
-        .build()
-        .map_err(|error| BuildError::HttpClient(ErrorSource::new(error)))
+
+    /// The system's roots as rustls-native-certs finds them, without `already_read`.
+    fn system_roots(already_read: Option<&Path>) -> Vec<CertificateDer<'static>> {
+        let file = std::env::var_os(SSL_CERT_FILE)
+            .filter(|file| !file.is_empty())
+            .map(PathBuf::from);
+        let dirs: Vec<PathBuf> = std::env::var_os(SSL_CERT_DIR)
+            .map(|dirs| {
+                std::env::split_paths(&dirs)
+                    .filter(|dir| !dir.as_os_str().is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if file.is_none() && dirs.is_empty() {
+            // The platform's bundle and directories, which we never read ourselves.
+            let loaded = rustls_native_certs::load_native_certs();
+            for error in &loaded.errors {
+                tracing::warn!("cannot load a system CA certificate: {error}");
+            }
+            return loaded.certs;
+        }
+        certificates_from_paths(file.as_deref(), &dirs, already_read)
+    }
+
+    /// The certificates of a file and of the files in directories (OpenSSL's CAfile and
+    /// CApath), reading each file once however many names it has, and `already_read` never.
+    pub(super) fn certificates_from_paths(
+        file: Option<&Path>,
+        dirs: &[PathBuf],
+        already_read: Option<&Path>,
+    ) -> Vec<CertificateDer<'static>> {
+        let mut seen = HashSet::new();
+        let mut first_visit = |path: &Path| match std::fs::metadata(path) {
+            Ok(metadata) if metadata.is_file() => seen.insert((metadata.dev(), metadata.ino())),
+            Ok(_) => false,
+            Err(error) => {
+                tracing::warn!(path = %path.display(), "cannot read CA certificates: {error}");
+                false
+            }
+        };
+        if let Some(path) = already_read {
+            first_visit(path);
+        }
+        let mut certificates = Vec::new();
+        let mut load = |path: &Path| match read_ca_file(path, "a system CA file") {
+            Ok(pem) => {
+                for certificate in CertificateDer::pem_slice_iter(&pem) {
+                    match certificate {
+                        Ok(certificate) => certificates.push(certificate),
+                        Err(error) => tracing::warn!(
+                            path = %path.display(),
+                            "cannot read a CA certificate: {error}"
+                        ),
+                    }
+                }
+            }
+            Err(error) => {
+                tracing::warn!(path = %path.display(), "cannot read CA certificates: {}", crate::error::Chain(&error));
+            }
+        };
+        if let Some(file) = file.filter(|file| first_visit(file)) {
+            load(file);
+        }
+        for dir in dirs {
+            let entries = match std::fs::read_dir(dir) {
+                Ok(entries) => entries,
+                Err(error) => {
+                    tracing::warn!(dir = %dir.display(), "cannot list CA certificates: {error}");
+                    continue;
+                }
+            };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if first_visit(&path) {
+                    load(&path);
+                }
+            }
+        }
+        certificates
+    }
+}
+
+/// The TLS setup elsewhere: reqwest's platform verifier asks the operating system, and reads
+/// no file, so reqwest builds it for every client with our extra roots merged in.
+#[cfg(not(all(unix, not(target_os = "android"), not(target_vendor = "apple"))))]
+mod tls {
+    use std::path::Path;
+
+    use rustls::pki_types::CertificateDer;
+
+    #[derive(Debug)]
+    pub(super) struct Tls {
+        extra: Vec<reqwest::Certificate>,
+    }
+
+    impl Tls {
+        /// No extra roots yet.
+        pub(super) fn new(_already_read: Option<&Path>) -> Self {
+            Self { extra: Vec::new() }
+        }
+
+        /// Trusts an extra root certificate, checked as a trust anchor now (reqwest checks it
+        /// again for every client it builds).
+        pub(super) fn add_root(
+            &mut self,
+            certificate: CertificateDer<'static>,
+        ) -> Result<(), BoxError> {
+            rustls::RootCertStore::empty().add(certificate.clone())?;
+            let certificate = reqwest::Certificate::from_der(&certificate)?;
+            self.extra.push(certificate);
+            Ok(())
+        }
+
+        /// Gives the builder our extra roots, merged with the system's.
+        pub(super) fn configure(
+            &self,
+            builder: reqwest::ClientBuilder,
+        ) -> Result<reqwest::ClientBuilder, crate::error::BoxError> {
+            Ok(builder.tls_certs_merge(self.extra.iter().cloned()))
+        }
+    }
 }
 
 /// `Retry-After` in seconds (the form Entra ID uses).
@@ -373,6 +859,31 @@ mod tests {
     use super::*;
     use crate::environment::MapEnvironment;
 
+    fn self_signed_pem() -> String {
+        rcgen::generate_simple_self_signed(vec!["ca.test".to_owned()])
+            .expect("certificate")
+            .cert
+            .pem()
+    }
+
+    fn pool(registry: &PoolRegistry, options: &HttpOptions) -> HttpClient {
+        HttpClient::for_credential(options, None, registry, &MapEnvironment::new()).expect("client")
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+    }
+
+    fn runtime_clients(client: &HttpClient) -> &RuntimeClients {
+        match &client.inner.transport {
+            Transport::PerRuntime(clients) => clients,
+            Transport::User(_) => panic!("a user's client"),
+        }
+    }
+
     #[test]
     fn backoff_grows_and_is_capped() {
         let policy = RetryPolicy::default()
@@ -392,20 +903,192 @@ mod tests {
     }
 
     #[test]
-    fn same_options_share_a_pool_and_bad_pem_is_refused() {
-        let env = MapEnvironment::new();
-        let a = HttpClient::shared(&HttpOptions::default(), &env).expect("client");
-        let b = HttpClient::shared(&HttpOptions::default(), &env).expect("client");
+    fn equal_options_share_a_pool_of_one_registry_only() {
+        let registry = PoolRegistry::default();
+        let a = pool(&registry, &HttpOptions::default());
+        let b = pool(&registry, &HttpOptions::default());
         assert!(a.shares_pool_with(&b));
         let other = HttpOptions::default().request_timeout(Duration::from_secs(3));
-        let c = HttpClient::shared(&other, &env).expect("client");
-        assert!(!a.shares_pool_with(&c));
-        let bad = HttpOptions::default().trust_pem("not a certificate");
-        assert!(matches!(
-            HttpClient::shared(&bad, &env),
-            Err(BuildError::InvalidCertificateAuthority { .. })
-        ));
+        assert!(!a.shares_pool_with(&pool(&registry, &other)));
+        let dedicated = HttpOptions::default().dedicated_pool();
+        let c = pool(&registry, &dedicated);
+        let d = pool(&registry, &dedicated);
+        assert!(!c.shares_pool_with(&d), "a dedicated pool is never shared");
+        assert_eq!(registry.len(), 2, "dedicated pools are not registered");
+        let elsewhere = pool(&PoolRegistry::default(), &HttpOptions::default());
+        assert!(!a.shares_pool_with(&elsewhere));
+    }
+
+    #[test]
+    fn another_ssl_cert_file_is_another_pool() {
+        let directory = tempfile::tempdir().expect("temporary directory");
+        let path = directory.path().join("ca.pem");
+        std::fs::write(&path, self_signed_pem()).expect("write");
+        let path = path.to_string_lossy().into_owned();
+        let registry = PoolRegistry::default();
+        let plain = pool(&registry, &HttpOptions::default());
+        let with_file = MapEnvironment::new().with(SSL_CERT_FILE, path);
+        let a = HttpClient::for_credential(&HttpOptions::default(), None, &registry, &with_file)
+            .expect("client");
+        let b = HttpClient::for_credential(&HttpOptions::default(), None, &registry, &with_file)
+            .expect("client");
+        assert!(a.shares_pool_with(&b));
+        assert!(!a.shares_pool_with(&plain));
+    }
+
+    #[test]
+    fn the_registry_keeps_a_bounded_number_of_pools_dropping_the_least_recently_used() {
+        let registry = PoolRegistry::default();
+        let options = |n: u64| HttpOptions::default().connect_timeout(Duration::from_secs(n + 1));
+        let first = pool(&registry, &options(0));
+        let second = pool(&registry, &options(1));
+        for n in 2..MAX_SHARED_POOLS as u64 {
+            pool(&registry, &options(n));
+        }
+        assert_eq!(registry.len(), MAX_SHARED_POOLS);
+        // Using the first makes the second the least recently used.
+        assert!(pool(&registry, &options(0)).shares_pool_with(&first));
+        pool(&registry, &options(100));
+        assert_eq!(registry.len(), MAX_SHARED_POOLS);
+        assert!(pool(&registry, &options(0)).shares_pool_with(&first));
+        assert!(
+            !pool(&registry, &options(1)).shares_pool_with(&second),
+            "the least recently used pool was dropped"
+        );
+        assert_eq!(registry.len(), MAX_SHARED_POOLS);
+    }
+
+    #[test]
+    fn a_users_client_is_never_registered() {
+        let registry = PoolRegistry::default();
+        let env = MapEnvironment::new();
+        let user = reqwest::Client::new();
+        let a = HttpClient::for_credential(
+            &HttpOptions::default(),
+            Some(user.clone()),
+            &registry,
+            &env,
+        )
+        .expect("client");
+        let b = HttpClient::for_credential(&HttpOptions::default(), Some(user), &registry, &env)
+            .expect("client");
+        assert!(matches!(a.inner.transport, Transport::User(_)));
+        assert!(!a.shares_pool_with(&b));
+        assert_eq!(registry.len(), 0);
+    }
+
+    #[test]
+    fn one_client_per_runtime_at_most_a_few_the_least_recently_used_dropped() {
+        let http = pool(&PoolRegistry::default(), &HttpOptions::default());
+        let clients = runtime_clients(&http);
+        let runtimes: Vec<_> = (0..MAX_RUNTIME_CLIENTS + 2).map(|_| runtime()).collect();
+        let id = |runtime: &tokio::runtime::Runtime| runtime.handle().id();
+        let on = |runtime: &tokio::runtime::Runtime| {
+            let _entered = runtime.enter();
+            http.client().expect("client");
+        };
+        on(&runtimes[0]);
+        on(&runtimes[0]);
+        assert_eq!(clients.runtimes(), [id(&runtimes[0])]);
+        for runtime in &runtimes[1..MAX_RUNTIME_CLIENTS] {
+            on(runtime);
+        }
+        // The first runtime is used again, so the second is the least recently used.
+        on(&runtimes[0]);
+        on(&runtimes[MAX_RUNTIME_CLIENTS]);
+        let kept = clients.runtimes();
+        assert_eq!(kept.len(), MAX_RUNTIME_CLIENTS);
+        assert!(!kept.contains(&id(&runtimes[1])), "{kept:?}");
+        assert!(kept.contains(&id(&runtimes[0])), "{kept:?}");
+        assert_eq!(kept.last(), Some(&id(&runtimes[MAX_RUNTIME_CLIENTS])));
+    }
+
+    #[test]
+    fn outside_a_tokio_runtime_a_request_fails_rather_than_panics() {
+        let http = pool(&PoolRegistry::default(), &HttpOptions::default());
+        let error = http.client().expect_err("no runtime");
+        assert_eq!(error.kind(), FailureKind::Transport);
+        assert!(!error.is_transient());
+    }
+
+    #[test]
+    fn bad_extra_roots_are_refused_when_the_credential_is_built() {
+        let registry = PoolRegistry::default();
+        let env = MapEnvironment::new();
+        for pem in [
+            "not a certificate",
+            "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+        ] {
+            let bad = HttpOptions::default().trust_pem(pem);
+            assert!(
+                matches!(
+                    HttpClient::for_credential(&bad, None, &registry, &env),
+                    Err(BuildError::InvalidCertificateAuthority { .. })
+                ),
+                "{pem}"
+            );
+        }
         let missing = MapEnvironment::new().with(SSL_CERT_FILE, "/nonexistent/ca.pem");
-        assert!(HttpClient::shared(&HttpOptions::default(), &missing).is_err());
+        match HttpClient::for_credential(&HttpOptions::default(), None, &registry, &missing) {
+            Err(BuildError::InvalidCertificateAuthority { origin, .. }) => {
+                assert_eq!(origin, "SSL_CERT_FILE=/nonexistent/ca.pem");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn extra_roots_make_a_working_client() {
+        let http = pool(
+            &PoolRegistry::default(),
+            &HttpOptions::default().trust_pem(self_signed_pem()),
+        );
+        let runtime = runtime();
+        let _entered = runtime.enter();
+        http.client()
+            .expect("a client with the extra root and the system's");
+    }
+
+    /// A reader of endless bytes that counts what it hands out.
+    struct Endless {
+        handed_out: u64,
+    }
+
+    impl std::io::Read for Endless {
+        fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+            buffer.fill(b'A');
+            self.handed_out += buffer.len() as u64;
+            Ok(buffer.len())
+        }
+    }
+
+    #[test]
+    fn a_file_over_the_cap_is_refused_after_reading_one_byte_past_it() {
+        let mut endless = Endless { handed_out: 0 };
+        let read = read_at_most(&mut endless, 1000).expect("no I/O error");
+        assert!(read.is_none(), "too large");
+        assert_eq!(endless.handed_out, 1001);
+        let exact = read_at_most(&[b'A'; 1000][..], 1000)
+            .expect("no I/O error")
+            .expect("at the cap");
+        assert_eq!(exact.len(), 1000);
+    }
+
+    #[cfg(all(unix, not(target_os = "android"), not(target_vendor = "apple")))]
+    #[test]
+    fn a_file_already_read_is_not_read_again_even_through_a_directory() {
+        let directory = tempfile::tempdir().expect("temporary directory");
+        let read = directory.path().join("bundle.pem");
+        std::fs::write(&read, self_signed_pem()).expect("write");
+        let other = directory.path().join("other.pem");
+        std::fs::write(&other, self_signed_pem()).expect("write");
+        std::os::unix::fs::symlink(&other, directory.path().join("0badc0de.0")).expect("link");
+        std::os::unix::fs::symlink(&read, directory.path().join("deadbeef.0")).expect("link");
+        let dirs = [directory.path().to_owned()];
+
+        let found = tls::certificates_from_paths(Some(&read), &dirs, Some(&read));
+        assert_eq!(found.len(), 1, "only other.pem, once through two names");
+        let found = tls::certificates_from_paths(Some(&read), &dirs, None);
+        assert_eq!(found.len(), 2, "each file once");
     }
 }
