@@ -185,20 +185,18 @@ impl SecondLevelEntry for PersistentEntry {
             tokio::task::spawn_blocking(move || -> Result<Found, BoxError> {
                 let entry = self.scope(&realm);
                 let scopes: Vec<&str> = self.scopes.iter().map(String::as_str).collect();
-                let access_token = self.cache.find_access_token(&entry, &scopes, now)?;
-                let refresh_token = if self.with_refresh_token {
-                    self.cache.find_refresh_token(&entry, &scopes)?
-                } else {
-                    None
-                };
+                // One read of the cache for both.
+                let found = self
+                    .cache
+                    .find(&entry, &scopes, now, self.with_refresh_token)?;
                 Ok(Found {
-                    access_token: access_token.map(|stored| AccessTokenInfo {
+                    access_token: found.access_token.map(|stored| AccessTokenInfo {
                         token: AccessTokenSecret::new(stored.secret),
                         expires_on: stored.expires_on,
                         token_type: std::borrow::Cow::Owned(stored.token_type),
                         refresh_on: stored.refresh_on,
                     }),
-                    refresh_token: refresh_token.map(RefreshToken::new),
+                    refresh_token: found.refresh_token.map(RefreshToken::new),
                 })
             })
             .await?
