@@ -30,6 +30,15 @@ pub(crate) struct CachedAccessToken {
     pub(crate) token_type: String,
 }
 
+/// The platform's secret store cannot keep the cache, and it may not be kept in a file.
+#[cfg(all(target_os = "linux", feature = "secret-service"))]
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "cache encryption is unavailable; set allow_unencrypted_storage to keep the cache in a \
+     file only its owner can read"
+)]
+pub(crate) struct EncryptionUnavailable(#[source] pub(crate) std::io::Error);
+
 /// Which entries a credential reads and writes: MSAL's `client_id` field (for on-behalf-of,
 /// azure-identity's per-assertion key), `environment` (the authority host) and `realm` (the
 /// tenant).
@@ -102,12 +111,16 @@ pub(crate) struct FoundTokens {
 pub(crate) enum Store {
     /// In the file itself, readable only by its owner.
     File,
-    /// Encrypted by the Secret Service, under the item of this schema name.
+    /// Encrypted by the Secret Service, under the item of this schema name; or in the file,
+    /// when `allow_file` and the Secret Service was found unusable at first use.
     #[cfg(all(target_os = "linux", feature = "secret-service"))]
     SecretService {
         connection:
             std::sync::Arc<crate::cache::persistent::secret_service::SecretServiceConnection>,
         schema: String,
+        allow_file: bool,
+        /// Set once the cache fell back to the file, for the life of the credential.
+        on_file: std::sync::atomic::AtomicBool,
     },
     /// Encrypted by the macOS Keychain, under this account.
     #[cfg(target_os = "macos")]
@@ -325,7 +338,12 @@ impl MsalCacheFile {
         match &self.store {
             Store::File => self.replace_file(text),
             #[cfg(all(target_os = "linux", feature = "secret-service"))]
-            Store::SecretService { connection, schema } => {
+            Store::SecretService {
+                connection, schema, ..
+            } => {
+                if self.on_file()? {
+                    return self.replace_file(text);
+                }
                 connection.save(schema, text)?;
                 self.signal_change()
             }
@@ -344,13 +362,16 @@ impl MsalCacheFile {
     /// The cache's bytes, or `None` when there is no cache yet.
     fn load(&self) -> std::io::Result<Option<Zeroizing<Vec<u8>>>> {
         match &self.store {
-            Store::File => match std::fs::read(&self.path) {
-                Ok(bytes) => Ok(Some(Zeroizing::new(bytes))),
-                Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                Err(error) => Err(error),
-            },
+            Store::File => self.load_file(),
             #[cfg(all(target_os = "linux", feature = "secret-service"))]
-            Store::SecretService { connection, schema } => connection.load(schema),
+            Store::SecretService {
+                connection, schema, ..
+            } => {
+                if self.on_file()? {
+                    return self.load_file();
+                }
+                connection.load(schema)
+            }
             #[cfg(target_os = "macos")]
             Store::Keychain { account } => {
                 crate::cache::persistent::platform_store::keychain::load(account)
@@ -365,6 +386,51 @@ impl MsalCacheFile {
                 Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
                 Err(error) => Err(error),
             },
+        }
+    }
+
+    fn load_file(&self) -> std::io::Result<Option<Zeroizing<Vec<u8>>>> {
+        match std::fs::read(&self.path) {
+            Ok(bytes) => Ok(Some(Zeroizing::new(bytes))),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Whether a cache kept by the Secret Service is in the file instead, as allowed, the
+    /// Secret Service having been found unusable when first used; an error when it is
+    /// unusable and the file is not allowed. The first call connects, which blocks: it runs
+    /// on the blocking pool, never at build time.
+    #[cfg(all(target_os = "linux", feature = "secret-service"))]
+    fn on_file(&self) -> std::io::Result<bool> {
+        let Store::SecretService {
+            connection,
+            allow_file,
+            on_file,
+            ..
+        } = &self.store
+        else {
+            return Ok(matches!(self.store, Store::File));
+        };
+        if on_file.load(Ordering::Relaxed) {
+            return Ok(true);
+        }
+        match connection.ensure_usable() {
+            Ok(()) => Ok(false),
+            Err(reason) if *allow_file => {
+                tracing::info!(
+                    "the token cache is stored unencrypted in {}, as allowed: encryption is \
+                     unavailable: {}",
+                    self.path.display(),
+                    crate::error::Chain(&reason)
+                );
+                on_file.store(true, Ordering::Relaxed);
+                Ok(true)
+            }
+            Err(reason) => Err(std::io::Error::new(
+                reason.kind(),
+                EncryptionUnavailable(reason),
+            )),
         }
     }
 
@@ -390,7 +456,15 @@ impl MsalCacheFile {
         match &self.store {
             Store::File => self.path.display().to_string(),
             #[cfg(all(target_os = "linux", feature = "secret-service"))]
-            Store::SecretService { schema, .. } => format!("the Secret Service item {schema}"),
+            Store::SecretService {
+                schema, on_file, ..
+            } => {
+                if on_file.load(Ordering::Relaxed) {
+                    self.path.display().to_string()
+                } else {
+                    format!("the Secret Service item {schema}")
+                }
+            }
             #[cfg(target_os = "macos")]
             Store::Keychain { account } => format!("the Keychain item {account}"),
             #[cfg(windows)]
@@ -941,7 +1015,7 @@ mod tests {
         // So is a lock naming this very process without holding it: an earlier process of
         // the same pid (a container restarted) left it.
         std::fs::write(&file.lock_path, format!("{} me", std::process::id())).expect("lock");
-        store_in_background(file.path.clone())
+        store_in_background(file.path)
             .recv_timeout(Duration::from_secs(20))
             .expect("broken")
             .expect("stored");
@@ -998,7 +1072,7 @@ mod tests {
         other
             .store(&entry(), &["other"], &token("AT0", 2000), None, 1000)
             .expect("another process's token");
-        let file = MsalCacheFile::new(path.clone(), Store::File);
+        let file = MsalCacheFile::new(path, Store::File);
 
         // A miss: the access token and the refresh token are looked up in one parse...
         let found = file.find(&entry(), &["a"], 1500, true).expect("read");
