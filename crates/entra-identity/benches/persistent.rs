@@ -83,7 +83,7 @@ mod linux {
         };
 
         // Fill both caches with the token and other entries; warm the connection pool. The
-        // first credential with the Secret Service connects to it for the whole process.
+        // first token request with the Secret Service connects to it for the whole process.
         let mut first_keyring_build = Duration::ZERO;
         for source in [Source::Entra, Source::File, Source::Keyring] {
             let started = Instant::now();
@@ -142,7 +142,7 @@ mod linux {
         }
         println!(
             "  the process's first credential with the Secret Service: build {:.1} µs \
-             (connection, key exchange, keyring check)",
+             (no D-Bus: its first token request connects and checks the keyring)",
             first_keyring_build.as_secs_f64() * 1e6
         );
         let requests = emulator.counters().token_requests - requests_before;

@@ -200,6 +200,22 @@ impl CredentialError {
     pub(crate) fn unavailable(message: impl Into<String>) -> Self {
         Self::CredentialUnavailable(CredentialUnavailableError {
             message: message.into(),
+            source: None,
+        })
+    }
+
+    /// Unavailable because of `source`.
+    #[cfg_attr(
+        not(all(target_os = "linux", feature = "secret-service")),
+        allow(dead_code)
+    )]
+    pub(crate) fn unavailable_because(
+        message: impl Into<String>,
+        source: impl Into<BoxError>,
+    ) -> Self {
+        Self::CredentialUnavailable(CredentialUnavailableError {
+            message: message.into(),
+            source: Some(ErrorSource::new(source)),
         })
     }
 }
@@ -209,6 +225,8 @@ impl CredentialError {
 #[error("{message}")]
 pub struct CredentialUnavailableError {
     message: String,
+    /// The error behind it, such as the platform secret store's.
+    source: Option<ErrorSource>,
 }
 
 impl CredentialUnavailableError {

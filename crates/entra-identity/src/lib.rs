@@ -258,6 +258,8 @@ pub mod internal {
                     crate::cache::persistent::msal_file::Store::SecretService {
                         connection: std::sync::Arc::new(connection),
                         schema: schema.to_owned(),
+                        allow_file: false,
+                        on_file: std::sync::atomic::AtomicBool::new(false),
                     },
                 ),
             ))

@@ -304,3 +304,37 @@ fn four_processes_writing_at_once_lose_nothing() {
         );
     }
 }
+
+#[cfg(unix)]
+#[tokio::test]
+async fn a_lock_left_by_a_crashed_writer_does_not_hold_up_get_token() {
+    let emulator = emulator().await;
+    let dir = tempfile::tempdir().expect("home");
+    let (builder, _) = builder(&emulator, TENANT);
+    let credential = builder
+        .environment(home(&dir))
+        .cache_persistence_options(persistence("crashed"))
+        .build()
+        .expect("credential");
+    // What a writer killed while holding the lock (msal-extensions or this crate) leaves: a
+    // fresh lock file naming a process that is gone.
+    let mut gone = std::process::Command::new("true").spawn().expect("true");
+    let pid = gone.id();
+    gone.wait().expect("exited");
+    let cache_dir = dir.path().join(".IdentityService");
+    std::fs::create_dir_all(&cache_dir).expect("dir");
+    let lock = cache_dir.join("crashed.nocae.lockfile");
+    std::fs::write(&lock, format!("{pid} python")).expect("lock file");
+
+    // The lock is broken at once; it used to cost a minute's wait after the token arrived.
+    let token = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        credential.get_token(&[GRAPH], TokenRequestOptions::new()),
+    )
+    .await
+    .expect("not held up by the stale lock")
+    .expect("token");
+    let text = std::fs::read_to_string(cache_dir.join("crashed.nocae")).expect("cache file");
+    assert!(text.contains(token.token.expose_secret()), "written");
+    assert!(!lock.exists(), "released");
+}

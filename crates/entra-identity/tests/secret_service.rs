@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use common::keyring::Session;
 use common::*;
 use entra_identity::TokenRequestOptions;
-use entra_identity::{BuildError, TokenCachePersistenceOptions};
+use entra_identity::{CredentialError, TokenCachePersistenceOptions};
 
 fn encrypted(name: &str) -> TokenCachePersistenceOptions {
     TokenCachePersistenceOptions::new().name(name)
@@ -184,6 +184,22 @@ async fn a_keyring_that_goes_away_costs_requests_never_tokens() {
     );
 }
 
+/// The error a token request gets when the cache cannot be encrypted and files are not
+/// allowed: the credential is unavailable, says what to do, and its cause says why.
+fn assert_encryption_unavailable(error: &CredentialError) -> Vec<String> {
+    assert!(
+        matches!(error, CredentialError::CredentialUnavailable(_)),
+        "{error:?}"
+    );
+    assert!(
+        error.to_string().contains("allow_unencrypted_storage"),
+        "{error}"
+    );
+    std::iter::successors(Some(error as &dyn std::error::Error), |e| e.source())
+        .map(ToString::to_string)
+        .collect()
+}
+
 #[tokio::test]
 async fn a_locked_keyring_is_a_clear_error_unless_files_are_allowed() {
     let emulator = emulator().await;
@@ -192,23 +208,29 @@ async fn a_locked_keyring_is_a_clear_error_unless_files_are_allowed() {
     session.stop_keyring();
     session.start_keyring(false);
 
+    // Building does not wait on D-Bus: the keyring is found locked when first used.
     let (locked, _) = builder(&emulator, TENANT);
-    let error = locked
+    let credential = locked
         .environment(session.environment())
         .cache_persistence_options(encrypted("locked"))
         .build()
+        .expect("building never talks to the Secret Service");
+    let error = credential
+        .get_token(&[GRAPH], TokenRequestOptions::new())
+        .await
         .expect_err("a locked keyring cannot be used without a prompt");
-    assert!(matches!(error, BuildError::PersistenceUnavailable { .. }));
-    assert!(
-        error.to_string().contains("allow_unencrypted_storage"),
-        "{error}"
-    );
+    assert_encryption_unavailable(&error);
     // Why is told by the cause, the I/O error of the Secret Service's answer.
     let why = std::iter::successors(Some(&error as &dyn std::error::Error), |e| e.source())
         .find_map(|cause| cause.downcast_ref::<std::io::Error>())
         .expect("the Secret Service's error");
     assert_eq!(why.kind(), std::io::ErrorKind::PermissionDenied);
     assert!(why.to_string().contains("locked"), "{why}");
+    assert_eq!(
+        emulator.counters().token_requests,
+        0,
+        "no token is fetched that could not be kept"
+    );
 
     let (allowed, _) = builder(&emulator, TENANT);
     let credential = allowed
@@ -224,31 +246,30 @@ async fn a_locked_keyring_is_a_clear_error_unless_files_are_allowed() {
     assert!(text.contains(token.token.expose_secret()));
 }
 
-#[test]
-fn a_bus_without_a_secret_service_is_a_clear_error() {
+#[tokio::test]
+async fn a_bus_without_a_secret_service_is_a_clear_error() {
+    let emulator = emulator().await;
     let session = Session::bus_only();
-    let built = entra_identity::ClientAssertionCredential::builder(
-        TENANT,
-        WORKLOAD,
-        entra_identity::assertion_fn(|| Ok::<_, std::io::Error>("assertion".to_owned())),
-    )
-    .environment(session.environment())
-    .cache_persistence_options(TokenCachePersistenceOptions::new())
-    .build();
-    let error = built.expect_err("no Secret Service");
+    let (builder, _) = builder(&emulator, TENANT);
+    let credential = builder
+        .environment(session.environment())
+        .cache_persistence_options(TokenCachePersistenceOptions::new())
+        .build()
+        .expect("building never talks to the Secret Service");
+    let error = credential
+        .get_token(&[GRAPH], TokenRequestOptions::new())
+        .await
+        .expect_err("no Secret Service");
     // The message says the cache cannot be encrypted; its cause, that the Secret Service is
     // missing.
-    let chain: Vec<String> =
-        std::iter::successors(Some(&error as &dyn std::error::Error), |e| e.source())
-            .map(ToString::to_string)
-            .collect();
-    assert!(chain[0].contains("allow_unencrypted_storage"), "{chain:?}");
+    let chain = assert_encryption_unavailable(&error);
     assert!(
         chain[1..]
             .iter()
             .any(|cause| cause.contains("Secret Service")),
         "{chain:?}"
     );
+    assert_eq!(emulator.counters().token_requests, 0);
 }
 
 /// Runs as a worker process when asked to: writes tokens into the keyring-kept cache.
@@ -539,31 +560,71 @@ async fn a_prompt_is_abandoned_and_not_asked_for_again() {
     assert_eq!(emulator.counters().token_requests, 2);
 }
 
-#[test]
-fn a_secret_service_that_never_answers_fails_the_build_instead_of_hanging_it() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_service_that_never_answers_holds_up_no_build_and_no_worker() {
+    let emulator = emulator().await;
     let session = Session::bus_only();
     let _stand_in = stand_in::StandIn::start(&session.bus_address, stand_in::Behaviour::Silent);
+    // Built on a runtime worker, as a request handler would: it returns at once (it used to
+    // wait up to 40 s for the Secret Service to answer).
+    let (unencrypted, _) = builder(&emulator, TENANT);
+    let (encrypted_only, _) = builder(&emulator, TENANT);
     let environment = session.environment();
-    let (sender, receiver) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let built = entra_identity::ClientAssertionCredential::builder(
-            TENANT,
-            WORKLOAD,
-            entra_identity::assertion_fn(|| Ok::<_, std::io::Error>("assertion".to_owned())),
-        )
-        .environment(environment)
-        .cache_persistence_options(TokenCachePersistenceOptions::new())
-        .build();
-        let _ = sender.send(built.map(drop));
+    let building = tokio::spawn(async move {
+        let started = std::time::Instant::now();
+        let built = (
+            encrypted_only
+                .environment(environment.clone())
+                .cache_persistence_options(encrypted("silent"))
+                .build(),
+            unencrypted
+                .environment(environment)
+                .cache_persistence_options(encrypted("silent").allow_unencrypted_storage(true))
+                .build(),
+        );
+        (built, started.elapsed())
     });
-    let built = receiver
-        .recv_timeout(std::time::Duration::from_secs(120))
-        .expect("the build gives up instead of hanging");
-    let error = built.expect_err("no answer, no encrypted cache");
+    let ((encrypted_only, unencrypted), took) = building.await.expect("built");
     assert!(
-        matches!(error, BuildError::PersistenceUnavailable { .. }),
-        "{error}"
+        took < std::time::Duration::from_secs(5),
+        "the build waited on D-Bus: {took:?}"
     );
+    let encrypted_only = encrypted_only.expect("built without D-Bus");
+    let unencrypted = unencrypted.expect("built without D-Bus");
+
+    // The first request finds out, off the runtime's workers, within the Secret Service's
+    // deadline, while the other worker keeps running tasks.
+    let ticks = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let ticker = tokio::spawn({
+        let ticks = ticks.clone();
+        async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                ticks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    });
+    let error = tokio::time::timeout(
+        std::time::Duration::from_secs(120),
+        encrypted_only.get_token(&[GRAPH], TokenRequestOptions::new()),
+    )
+    .await
+    .expect("the Secret Service is given up, not waited for")
+    .expect_err("no answer, no encrypted cache");
+    assert_encryption_unavailable(&error);
+    assert!(
+        ticks.load(std::sync::atomic::Ordering::Relaxed) > 10,
+        "the runtime kept running tasks"
+    );
+    ticker.abort();
+
+    // Allowed to, the other credential keeps its cache in the file.
+    let token = unencrypted
+        .get_token(&[GRAPH], TokenRequestOptions::new())
+        .await
+        .expect("a token, kept in the file");
+    let text = std::fs::read_to_string(session.signal_file("silent.nocae")).expect("cache file");
+    assert!(text.contains(token.token.expose_secret()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -36,6 +36,13 @@ pub(crate) trait SecondLevelEntry: Send + Sync + 'static {
     fn fails_when_unavailable(&self) -> bool {
         false
     }
+
+    /// The request's error when `error` means the cache may not be skipped (for the
+    /// persistent cache: encryption is unavailable and files are not allowed); otherwise
+    /// `error` back.
+    fn refuses(&self, error: BoxError) -> Result<CredentialError, BoxError> {
+        Err(error)
+    }
 }
 
 /// What a second-level cache holds for a request.
@@ -60,12 +67,18 @@ pub(crate) fn through<E: SecondLevelEntry>(
             let tenant = tenant.to_owned();
             Box::pin(async move {
                 let now = clock.now();
-                let found = match entry.clone().find(&tenant, now).await {
+                let found = match entry
+                    .clone()
+                    .find(&tenant, now)
+                    .await
+                    .map_err(|error| entry.refuses(error))
+                {
                     Ok(found) => found,
-                    Err(error) if entry.fails_when_unavailable() => {
+                    Err(Ok(refused)) => return Err(refused),
+                    Err(Err(error)) if entry.fails_when_unavailable() => {
                         return Err(unavailable(E::NAME, error));
                     }
-                    Err(error) => {
+                    Err(Err(error)) => {
                         tracing::warn!(
                             "{} cannot be read, going on without it: {}",
                             E::NAME,
@@ -179,26 +192,49 @@ impl PersistentEntry {
 impl SecondLevelEntry for PersistentEntry {
     const NAME: &'static str = "the persistent token cache";
 
+    #[cfg(all(target_os = "linux", feature = "secret-service"))]
+    fn refuses(&self, error: BoxError) -> Result<CredentialError, BoxError> {
+        use crate::cache::persistent::msal_file::EncryptionUnavailable;
+        let error = match error.downcast::<std::io::Error>() {
+            Ok(error)
+                if error
+                    .get_ref()
+                    .is_some_and(|inner| inner.is::<EncryptionUnavailable>()) =>
+            {
+                *error
+            }
+            Ok(error) => return Err(error),
+            Err(error) => return Err(error),
+        };
+        let unavailable = error
+            .into_inner()
+            .and_then(|inner| inner.downcast::<EncryptionUnavailable>().ok())
+            .ok_or("the persistent token cache is unavailable")?;
+        // The Secret Service's error is the source.
+        Ok(CredentialError::unavailable_because(
+            format!("persistent token cache unavailable: {unavailable}"),
+            unavailable.0,
+        ))
+    }
+
     fn find(self: Arc<Self>, tenant: &str, now: i64) -> StoreFuture<Found> {
         let realm = tenant.to_owned();
         Box::pin(async move {
             tokio::task::spawn_blocking(move || -> Result<Found, BoxError> {
                 let entry = self.scope(&realm);
                 let scopes: Vec<&str> = self.scopes.iter().map(String::as_str).collect();
-                let access_token = self.cache.find_access_token(&entry, &scopes, now)?;
-                let refresh_token = if self.with_refresh_token {
-                    self.cache.find_refresh_token(&entry, &scopes)?
-                } else {
-                    None
-                };
+                // One read of the cache for both.
+                let found = self
+                    .cache
+                    .find(&entry, &scopes, now, self.with_refresh_token)?;
                 Ok(Found {
-                    access_token: access_token.map(|stored| AccessTokenInfo {
+                    access_token: found.access_token.map(|stored| AccessTokenInfo {
                         token: AccessTokenSecret::new(stored.secret),
                         expires_on: stored.expires_on,
                         token_type: std::borrow::Cow::Owned(stored.token_type),
                         refresh_on: stored.refresh_on,
                     }),
-                    refresh_token: refresh_token.map(RefreshToken::new),
+                    refresh_token: found.refresh_token.map(RefreshToken::new),
                 })
             })
             .await?

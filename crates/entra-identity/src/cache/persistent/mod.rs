@@ -29,9 +29,11 @@ use crate::error::{BoxError, BuildError, ErrorSource};
 ///   `gnome-keyring-daemon --unlock`: a server cannot answer a password prompt, so nothing
 ///   waits on one. A Secret Service that asks for one anyway is given up after 10 seconds and
 ///   left alone for 5 minutes; reads and writes of the cache fail meanwhile, and tokens come
-///   from Entra ID. The process's first credential connects to the Secret Service, which
-///   takes a few milliseconds; later ones share that connection. This needs the
-///   `secret-service` feature (on by default); without it Linux has no secret store.
+///   from Entra ID. Building a credential never waits on D-Bus: the process's first token
+///   request that reads the cache connects to the Secret Service and checks it (a few
+///   milliseconds, off the async runtime's workers); later ones, of any credential, share
+///   that connection. This needs the `secret-service` feature (on by default); without it
+///   Linux has no secret store.
 /// - **macOS**: encrypted by the login Keychain, as a generic password of the service
 ///   `Microsoft.Developer.IdentityService` and the account `MSALCache` (for the default
 ///   cache; other caches use their own name), with `~/.IdentityService/<name>.nocae|.cae` as
@@ -42,10 +44,16 @@ use crate::error::{BoxError, BuildError, ErrorSource};
 /// The macOS and Windows stores are built only on their own targets, which this project's CI
 /// does not build; the Linux store is tested against a real gnome-keyring.
 ///
-/// When there is no usable secret store, building the credential fails with
-/// [`BuildError::PersistenceUnavailable`], saying why, unless `allow_unencrypted_storage` is
-/// set: then the cache is the file `~/.IdentityService/<name>.nocae|.cae` itself, readable by
-/// its owner only, as azure-identity does.
+/// When there is no usable secret store, the cache cannot be used, unless
+/// `allow_unencrypted_storage` is set: then the cache is the file
+/// `~/.IdentityService/<name>.nocae|.cae` itself, readable by its owner only, as
+/// azure-identity does. What is known without waiting (no secret store on this platform, no
+/// session bus) fails the build with [`BuildError::PersistenceUnavailable`]; a Secret Service
+/// found unusable when first used (a locked keyring, no Secret Service on the bus, no answer)
+/// fails each token request with [`CredentialError::CredentialUnavailable`], saying why,
+/// until it is usable.
+///
+/// [`CredentialError::CredentialUnavailable`]: crate::CredentialError::CredentialUnavailable
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[must_use]
 pub struct TokenCachePersistenceOptions {
@@ -117,10 +125,11 @@ impl Persistence {
                 source: None,
             })?;
         let directory = PathBuf::from(base).join(".IdentityService");
+        let allow_file = options.allow_unencrypted_storage;
         let stores = match SecretStore::open(environment) {
             Ok(secret_store) => [
-                secret_store.store(name, ".nocae"),
-                secret_store.store(name, ".cae"),
+                secret_store.store(name, ".nocae", allow_file),
+                secret_store.store(name, ".cae", allow_file),
             ],
             Err(reason) if options.allow_unencrypted_storage => {
                 tracing::info!(
@@ -175,11 +184,14 @@ impl SecretStore {
             .map_err(Into::into)
     }
 
-    /// Where the cache `<name><suffix>` goes: the item azure-identity uses for it.
-    fn store(&self, name: &str, suffix: &str) -> Store {
+    /// Where the cache `<name><suffix>` goes: the item azure-identity uses for it, or the
+    /// file when `allow_file` and the Secret Service turns out to be unusable.
+    fn store(&self, name: &str, suffix: &str, allow_file: bool) -> Store {
         Store::SecretService {
             connection: self.0.clone(),
             schema: format!("{name}{suffix}"),
+            allow_file,
+            on_file: std::sync::atomic::AtomicBool::new(false),
         }
     }
 }
@@ -195,7 +207,7 @@ impl SecretStore {
     }
 
     /// Where the cache `<name><suffix>` goes: the Keychain item azure-identity uses for it.
-    fn store(&self, name: &str, suffix: &str) -> Store {
+    fn store(&self, name: &str, suffix: &str, _allow_file: bool) -> Store {
         Store::Keychain {
             account: platform_store::keychain_account(name, suffix),
         }
@@ -212,7 +224,7 @@ impl SecretStore {
         Ok(Self)
     }
 
-    fn store(&self, _name: &str, _suffix: &str) -> Store {
+    fn store(&self, _name: &str, _suffix: &str, _allow_file: bool) -> Store {
         Store::DataProtection
     }
 }
@@ -243,7 +255,7 @@ impl SecretStore {
 
     // Never reached here, since opening always fails, but `open`'s callers need it.
     #[allow(dead_code)]
-    fn store(&self, _name: &str, _suffix: &str) -> Store {
+    fn store(&self, _name: &str, _suffix: &str, _allow_file: bool) -> Store {
         Store::File
     }
 }

@@ -7,11 +7,16 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use serde_json::{Map, Value, json};
+use zeroize::{Zeroize as _, Zeroizing};
 
 /// How long a writer waits for the lock before giving up.
 const LOCK_TIMEOUT: Duration = Duration::from_secs(60);
-/// A lock file older than this was left by a process that died holding it.
+/// A lock file older than this was left by a process that died holding it, even when nothing
+/// else tells (its writer took no OS lock, or its pid was reused by another process).
 const STALE_LOCK: Duration = Duration::from_secs(60);
 /// How often a waiting writer looks at the lock again.
 const LOCK_POLL: Duration = Duration::from_millis(5);
@@ -24,6 +29,15 @@ pub(crate) struct CachedAccessToken {
     pub(crate) refresh_on: Option<i64>,
     pub(crate) token_type: String,
 }
+
+/// The platform's secret store cannot keep the cache, and it may not be kept in a file.
+#[cfg(all(target_os = "linux", feature = "secret-service"))]
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "cache encryption is unavailable; set allow_unencrypted_storage to keep the cache in a \
+     file only its owner can read"
+)]
+pub(crate) struct EncryptionUnavailable(#[source] pub(crate) std::io::Error);
 
 /// Which entries a credential reads and writes: MSAL's `client_id` field (for on-behalf-of,
 /// azure-identity's per-assertion key), `environment` (the authority host) and `realm` (the
@@ -42,6 +56,54 @@ pub(crate) struct MsalCacheFile {
     path: PathBuf,
     lock_path: PathBuf,
     store: Store,
+    /// The document as this process last read or wrote it, with the bytes it came from: a
+    /// read that finds the same bytes (nobody wrote since) parses nothing, and a write
+    /// changes it in place.
+    parsed: Mutex<Option<Parsed>>,
+    /// How many times the document was parsed (the tests count them).
+    parses: AtomicUsize,
+}
+
+/// A document and the bytes it was parsed from or written as.
+struct Parsed {
+    bytes: Zeroizing<Vec<u8>>,
+    document: Document,
+}
+
+impl std::fmt::Debug for Parsed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The document holds secrets: its size only.
+        f.debug_struct("Parsed")
+            .field("bytes", &self.bytes.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A cache document, whose strings (the secrets among them) are wiped when it is dropped.
+#[derive(Default)]
+struct Document(Map<String, Value>);
+
+impl Drop for Document {
+    fn drop(&mut self) {
+        self.0.values_mut().for_each(wipe);
+    }
+}
+
+/// Overwrites the strings in `value` with zeros.
+fn wipe(value: &mut Value) {
+    match value {
+        Value::String(text) => text.zeroize(),
+        Value::Array(values) => values.iter_mut().for_each(wipe),
+        Value::Object(map) => map.values_mut().for_each(wipe),
+        Value::Null | Value::Bool(_) | Value::Number(_) => {}
+    }
+}
+
+/// What the cache holds for a request.
+#[derive(Debug, Default)]
+pub(crate) struct FoundTokens {
+    pub(crate) access_token: Option<CachedAccessToken>,
+    pub(crate) refresh_token: Option<String>,
 }
 
 /// Where the cache's content is kept.
@@ -49,12 +111,16 @@ pub(crate) struct MsalCacheFile {
 pub(crate) enum Store {
     /// In the file itself, readable only by its owner.
     File,
-    /// Encrypted by the Secret Service, under the item of this schema name.
+    /// Encrypted by the Secret Service, under the item of this schema name; or in the file,
+    /// when `allow_file` and the Secret Service was found unusable at first use.
     #[cfg(all(target_os = "linux", feature = "secret-service"))]
     SecretService {
         connection:
             std::sync::Arc<crate::cache::persistent::secret_service::SecretServiceConnection>,
         schema: String,
+        allow_file: bool,
+        /// Set once the cache fell back to the file, for the life of the credential.
+        on_file: std::sync::atomic::AtomicBool,
     },
     /// Encrypted by the macOS Keychain, under this account.
     #[cfg(target_os = "macos")]
@@ -73,12 +139,37 @@ impl MsalCacheFile {
             path,
             lock_path: PathBuf::from(lock),
             store,
+            parsed: Mutex::new(None),
+            parses: AtomicUsize::new(0),
         }
     }
 
     #[cfg(test)]
     pub(crate) fn path(&self) -> &Path {
         &self.path
+    }
+
+    #[cfg(test)]
+    fn parses(&self) -> usize {
+        self.parses.load(Ordering::Relaxed)
+    }
+
+    /// A valid access token for `scopes` (a subset of the entry's), and when asked for, the
+    /// entry's refresh token for them: one read of the cache, parsed only if it changed since
+    /// this process last read or wrote it.
+    pub(crate) fn find(
+        &self,
+        entry: &EntryScope<'_>,
+        scopes: &[&str],
+        now: i64,
+        with_refresh_token: bool,
+    ) -> std::io::Result<FoundTokens> {
+        self.with_document(|document| FoundTokens {
+            access_token: access_token_in(document, entry, scopes, now),
+            refresh_token: with_refresh_token
+                .then(|| refresh_token_in(document, entry, scopes))
+                .flatten(),
+        })
     }
 
     /// A valid access token for `scopes` (a subset of the entry's), if the file has one.
@@ -88,52 +179,7 @@ impl MsalCacheFile {
         scopes: &[&str],
         now: i64,
     ) -> std::io::Result<Option<CachedAccessToken>> {
-        let document = self.read()?;
-        let Some(tokens) = document.get("AccessToken").and_then(Value::as_object) else {
-            return Ok(None);
-        };
-        let found = tokens.values().filter_map(Value::as_object).find(|token| {
-            text(token, "credential_type") == Some("AccessToken")
-                && text(token, "client_id") == Some(entry.client_key)
-                && text(token, "realm").is_some_and(|realm| realm.eq_ignore_ascii_case(entry.realm))
-                && text(token, "environment").is_some_and(|env| same_host(env, entry.environment))
-                && covers(text(token, "target"), scopes)
-                && number(token, "expires_on").is_some_and(|expires_on| expires_on > now)
-        });
-        Ok(found.and_then(|token| {
-            Some(CachedAccessToken {
-                secret: text(token, "secret")?.to_owned(),
-                expires_on: number(token, "expires_on")?,
-                refresh_on: number(token, "refresh_on"),
-                token_type: text(token, "token_type").unwrap_or("Bearer").to_owned(),
-            })
-        }))
-    }
-
-    /// A refresh token for `scopes` under the entry's key, if the file has exactly one.
-    pub(crate) fn find_refresh_token(
-        &self,
-        entry: &EntryScope<'_>,
-        scopes: &[&str],
-    ) -> std::io::Result<Option<String>> {
-        let document = self.read()?;
-        let Some(tokens) = document.get("RefreshToken").and_then(Value::as_object) else {
-            return Ok(None);
-        };
-        let mut matching = tokens
-            .values()
-            .filter_map(Value::as_object)
-            .filter(|token| {
-                text(token, "client_id") == Some(entry.client_key)
-                    && text(token, "environment")
-                        .is_some_and(|env| same_host(env, entry.environment))
-                    && covers(text(token, "target"), scopes)
-            });
-        // azure-identity redeems a refresh token only when exactly one matches.
-        match (matching.next(), matching.next()) {
-            (Some(token), None) => Ok(text(token, "secret").map(str::to_owned)),
-            _ => Ok(None),
-        }
+        Ok(self.find(entry, scopes, now, false)?.access_token)
     }
 
     /// Adds (or replaces) an access token, and a refresh token when given.
@@ -191,34 +237,67 @@ impl MsalCacheFile {
                     }),
                 );
             }
+            prune(document, now);
         })
     }
 
-    /// Reads the whole cache; a missing or empty one is empty. A file caught half-written by
-    /// a writer that does not replace atomically is read again.
-    fn read(&self) -> std::io::Result<Map<String, Value>> {
+    /// Runs `read` on the whole cache; a missing or empty one is empty. A cache caught
+    /// half-written by a writer that does not replace atomically is read again.
+    fn with_document<T>(&self, read: impl FnOnce(&Map<String, Value>) -> T) -> std::io::Result<T> {
         let mut attempts = 0;
         loop {
-            let Some(bytes) = self.load()? else {
-                return Ok(Map::new());
-            };
-            if bytes.iter().all(u8::is_ascii_whitespace) {
-                return Ok(Map::new());
-            }
-            match serde_json::from_slice::<Value>(&bytes) {
-                Ok(Value::Object(map)) => return Ok(map),
-                _ if attempts < 3 => {
+            let bytes = self.load()?;
+            let mut parsed = self
+                .parsed
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            match self.update(&mut parsed, bytes) {
+                Ok(current) => return Ok(read(&current.document.0)),
+                Err(()) if attempts < 3 => {
+                    drop(parsed);
                     attempts += 1;
                     std::thread::sleep(Duration::from_millis(50));
                 }
-                _ => {
-                    return Err(std::io::Error::new(
-                        std::io::ErrorKind::InvalidData,
-                        format!("{} does not hold a token cache", self.describe()),
-                    ));
-                }
+                Err(()) => return Err(self.not_a_cache()),
             }
         }
+    }
+
+    /// Makes `parsed` the document of `bytes`, parsing them only if they are not the bytes
+    /// it came from; `Err` when they are not a cache.
+    fn update<'a>(
+        &self,
+        parsed: &'a mut Option<Parsed>,
+        bytes: Option<Zeroizing<Vec<u8>>>,
+    ) -> Result<&'a Parsed, ()> {
+        let bytes = bytes.unwrap_or_default();
+        if parsed.as_ref().is_some_and(|parsed| parsed.bytes == bytes) {
+            return parsed.as_ref().ok_or(());
+        }
+        let document = if bytes.iter().all(u8::is_ascii_whitespace) {
+            Map::new()
+        } else {
+            self.parses.fetch_add(1, Ordering::Relaxed);
+            match serde_json::from_slice::<Value>(&bytes) {
+                Ok(Value::Object(map)) => map,
+                Ok(mut other) => {
+                    wipe(&mut other);
+                    return Err(());
+                }
+                Err(_) => return Err(()),
+            }
+        };
+        Ok(parsed.insert(Parsed {
+            bytes,
+            document: Document(document),
+        }))
+    }
+
+    fn not_a_cache(&self) -> std::io::Error {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("{} does not hold a token cache", self.describe()),
+        )
     }
 
     /// Read, change and replace the cache under the lock.
@@ -227,45 +306,72 @@ impl MsalCacheFile {
         // Another writer may have left a cache we cannot read; starting afresh loses only
         // what was already unreadable. A store we cannot reach is an error, though: writing
         // over it would lose everything in it.
-        let mut document = match self.read() {
-            Ok(document) => document,
-            Err(error) if error.kind() == std::io::ErrorKind::InvalidData => Map::new(),
+        let mut document = match self.with_document(|_| ()) {
+            Ok(()) => self
+                .parsed
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take()
+                .map(|mut parsed| Document(std::mem::take(&mut parsed.document.0)))
+                .unwrap_or_default(),
+            Err(error) if error.kind() == std::io::ErrorKind::InvalidData => Document::default(),
             Err(error) => return Err(error),
         };
-        change(&mut document);
-        let text = zeroize::Zeroizing::new(serde_json::to_vec(&Value::Object(document))?);
+        change(&mut document.0);
+        let text = Zeroizing::new(serde_json::to_vec(&document.0)?);
+        self.save(&text)?;
+        *self
+            .parsed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Parsed {
+            bytes: text,
+            document,
+        });
+        Ok(())
+    }
+
+    /// Replaces the stored cache with `text`.
+    fn save(&self, text: &[u8]) -> std::io::Result<()> {
         if let Some(parent) = self.path.parent() {
             create_private_dir(parent)?;
         }
         match &self.store {
-            Store::File => self.replace_file(&text),
+            Store::File => self.replace_file(text),
             #[cfg(all(target_os = "linux", feature = "secret-service"))]
-            Store::SecretService { connection, schema } => {
-                connection.save(schema, &text)?;
+            Store::SecretService {
+                connection, schema, ..
+            } => {
+                if self.on_file()? {
+                    return self.replace_file(text);
+                }
+                connection.save(schema, text)?;
                 self.signal_change()
             }
             #[cfg(target_os = "macos")]
             Store::Keychain { account } => {
-                crate::cache::persistent::platform_store::keychain::save(account, &text)?;
+                crate::cache::persistent::platform_store::keychain::save(account, text)?;
                 self.signal_change()
             }
             #[cfg(windows)]
             Store::DataProtection => self.replace_file(
-                &crate::cache::persistent::platform_store::data_protection::protect(&text)?,
+                &crate::cache::persistent::platform_store::data_protection::protect(text)?,
             ),
         }
     }
 
     /// The cache's bytes, or `None` when there is no cache yet.
-    fn load(&self) -> std::io::Result<Option<zeroize::Zeroizing<Vec<u8>>>> {
+    fn load(&self) -> std::io::Result<Option<Zeroizing<Vec<u8>>>> {
         match &self.store {
-            Store::File => match std::fs::read(&self.path) {
-                Ok(bytes) => Ok(Some(zeroize::Zeroizing::new(bytes))),
-                Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                Err(error) => Err(error),
-            },
+            Store::File => self.load_file(),
             #[cfg(all(target_os = "linux", feature = "secret-service"))]
-            Store::SecretService { connection, schema } => connection.load(schema),
+            Store::SecretService {
+                connection, schema, ..
+            } => {
+                if self.on_file()? {
+                    return self.load_file();
+                }
+                connection.load(schema)
+            }
             #[cfg(target_os = "macos")]
             Store::Keychain { account } => {
                 crate::cache::persistent::platform_store::keychain::load(account)
@@ -280,6 +386,51 @@ impl MsalCacheFile {
                 Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
                 Err(error) => Err(error),
             },
+        }
+    }
+
+    fn load_file(&self) -> std::io::Result<Option<Zeroizing<Vec<u8>>>> {
+        match std::fs::read(&self.path) {
+            Ok(bytes) => Ok(Some(Zeroizing::new(bytes))),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Whether a cache kept by the Secret Service is in the file instead, as allowed, the
+    /// Secret Service having been found unusable when first used; an error when it is
+    /// unusable and the file is not allowed. The first call connects, which blocks: it runs
+    /// on the blocking pool, never at build time.
+    #[cfg(all(target_os = "linux", feature = "secret-service"))]
+    fn on_file(&self) -> std::io::Result<bool> {
+        let Store::SecretService {
+            connection,
+            allow_file,
+            on_file,
+            ..
+        } = &self.store
+        else {
+            return Ok(matches!(self.store, Store::File));
+        };
+        if on_file.load(Ordering::Relaxed) {
+            return Ok(true);
+        }
+        match connection.ensure_usable() {
+            Ok(()) => Ok(false),
+            Err(reason) if *allow_file => {
+                tracing::info!(
+                    "the token cache is stored unencrypted in {}, as allowed: encryption is \
+                     unavailable: {}",
+                    self.path.display(),
+                    crate::error::Chain(&reason)
+                );
+                on_file.store(true, Ordering::Relaxed);
+                Ok(true)
+            }
+            Err(reason) => Err(std::io::Error::new(
+                reason.kind(),
+                EncryptionUnavailable(reason),
+            )),
         }
     }
 
@@ -305,7 +456,15 @@ impl MsalCacheFile {
         match &self.store {
             Store::File => self.path.display().to_string(),
             #[cfg(all(target_os = "linux", feature = "secret-service"))]
-            Store::SecretService { schema, .. } => format!("the Secret Service item {schema}"),
+            Store::SecretService {
+                schema, on_file, ..
+            } => {
+                if on_file.load(Ordering::Relaxed) {
+                    self.path.display().to_string()
+                } else {
+                    format!("the Secret Service item {schema}")
+                }
+            }
             #[cfg(target_os = "macos")]
             Store::Keychain { account } => format!("the Keychain item {account}"),
             #[cfg(windows)]
@@ -328,9 +487,26 @@ impl MsalCacheFile {
 }
 
 /// msal-extensions' lock: the exclusive creation of `<cache>.lockfile`, holding
-/// `"<pid> <argv0>"`, removed when done.
+/// `"<pid> <argv0>"`, removed when done. Like msal-extensions (whose portalocker takes
+/// `LOCK_EX` on the file), the holder also keeps an OS lock on the file, which the kernel
+/// releases when the holder dies, however it dies.
+///
+/// A lock file that outlived its writer is broken at once: when no process holds its OS lock
+/// and the process it names is gone (or, on a platform without these checks, when it is older
+/// than [`STALE_LOCK`]). A lock held by a live writer is waited for, up to [`LOCK_TIMEOUT`].
 struct FileLock {
     path: PathBuf,
+    /// Open while the lock is held, with the OS lock on it.
+    file: std::fs::File,
+}
+
+/// What a waiting writer makes of a lock file it found taken.
+#[derive(Debug, PartialEq, Eq)]
+enum Holder {
+    /// A live writer holds it: wait.
+    Alive,
+    /// Its writer is gone: it may be broken.
+    Gone,
 }
 
 impl FileLock {
@@ -349,21 +525,21 @@ impl FileLock {
             }
             match options.open(path) {
                 Ok(mut file) => {
+                    // A writer that finds the file before the OS lock is on it sees it empty
+                    // and young, and leaves it alone; it may hold the OS lock for a moment
+                    // while looking, which this waits out.
+                    lock_exclusively(&file);
                     let program = std::env::args().next().unwrap_or_default();
-                    // The content is informative only; failing to write it changes nothing.
+                    // The pid tells waiters whether the holder is alive; without it they wait
+                    // for the lock file to age.
                     let _ = write!(file, "{} {program}", std::process::id());
                     return Ok(Self {
                         path: path.to_owned(),
+                        file,
                     });
                 }
                 Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
-                    let stale = std::fs::metadata(path)
-                        .and_then(|metadata| metadata.modified())
-                        .ok()
-                        .and_then(|modified| SystemTime::now().duration_since(modified).ok())
-                        .is_some_and(|age| age > STALE_LOCK);
-                    if stale {
-                        let _ = std::fs::remove_file(path);
+                    if break_if_stale(path) {
                         continue;
                     }
                     if started.elapsed() > LOCK_TIMEOUT {
@@ -382,8 +558,237 @@ impl FileLock {
 
 impl Drop for FileLock {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+        // Removed before the OS lock goes (when `file` closes), and only if it is still this
+        // lock's file.
+        if same_file(&self.file, &self.path) {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
+}
+
+/// Removes the lock file at `path` if the writer that took it is gone; returns whether the lock
+/// can be tried again at once (broken, or already released).
+fn break_if_stale(path: &Path) -> bool {
+    let file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return true,
+        Err(_) => return false,
+    };
+    // Holding the OS lock while deciding keeps two waiters from breaking it together: the
+    // second finds the file gone or replaced.
+    let os_lock = try_lock_exclusively(&file);
+    if os_lock == Some(false) {
+        return false;
+    }
+    let mut content = String::new();
+    let _ = std::io::Read::read_to_string(&mut (&file), &mut content);
+    let pid = content
+        .split_whitespace()
+        .next()
+        .and_then(|pid| pid.parse::<u32>().ok());
+    let age = file
+        .metadata()
+        .and_then(|metadata| metadata.modified())
+        .ok()
+        .and_then(|modified| SystemTime::now().duration_since(modified).ok())
+        .unwrap_or_default();
+    // This process's writers hold the OS lock: a file naming this process without it was left
+    // by an earlier process of the same pid (as in containers, where pids start afresh).
+    let state = pid.map(|pid| {
+        if pid == std::process::id() {
+            Some(Holder::Gone)
+        } else {
+            process_state(pid)
+        }
+    });
+    let holder = match state {
+        // Nobody holds the OS lock and the process it names is gone: it crashed holding it.
+        // (A writer that only just created the file has not written its pid yet.)
+        Some(Some(Holder::Gone)) if os_lock == Some(true) => Holder::Gone,
+        // Writers that take no OS lock (older ones), a pid reused by another process, a
+        // platform without the checks: only age tells.
+        _ if age > STALE_LOCK => Holder::Gone,
+        _ => Holder::Alive,
+    };
+    if holder == Holder::Alive || !same_file(&file, path) {
+        return false;
+    }
+    tracing::warn!(
+        "breaking the token cache lock {} left by a writer that is gone (process {})",
+        path.display(),
+        pid.map_or_else(|| "unknown".to_owned(), |pid| pid.to_string())
+    );
+    match std::fs::remove_file(path) {
+        Ok(()) => true,
+        Err(error) => error.kind() == std::io::ErrorKind::NotFound,
+    }
+}
+
+/// Takes the OS lock on a lock file this process just created: waits while another process
+/// holds it for a moment to look at the file. A file system without OS locks goes without.
+fn lock_exclusively(file: &std::fs::File) {
+    #[cfg(unix)]
+    {
+        let _ = rustix::fs::flock(file, rustix::fs::FlockOperation::LockExclusive);
+    }
+    #[cfg(not(unix))]
+    let _ = file;
+}
+
+/// Whether the OS lock on `file` could be taken (`Some(false)`: another process holds it;
+/// `None`: it cannot be known here).
+fn try_lock_exclusively(file: &std::fs::File) -> Option<bool> {
+    #[cfg(unix)]
+    {
+        match rustix::fs::flock(file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => Some(true),
+            Err(rustix::io::Errno::WOULDBLOCK) => Some(false),
+            Err(_) => None,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = file;
+        None
+    }
+}
+
+/// Whether the process `pid` is alive (`None`: it cannot be known here).
+fn process_state(pid: u32) -> Option<Holder> {
+    #[cfg(unix)]
+    {
+        let pid = rustix::process::Pid::from_raw(i32::try_from(pid).ok()?)?;
+        match rustix::process::test_kill_process(pid) {
+            // Alive, perhaps as another user's process.
+            Ok(()) | Err(rustix::io::Errno::PERM) => Some(Holder::Alive),
+            Err(rustix::io::Errno::SRCH) => Some(Holder::Gone),
+            Err(_) => None,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = pid;
+        None
+    }
+}
+
+/// Whether `path` still names the open `file`.
+fn same_file(file: &std::fs::File, path: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt as _;
+        match (file.metadata(), std::fs::metadata(path)) {
+            (Ok(open), Ok(named)) => open.dev() == named.dev() && open.ino() == named.ino(),
+            _ => false,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = file;
+        path.exists()
+    }
+}
+
+/// A valid access token for `scopes` in `document`.
+fn access_token_in(
+    document: &Map<String, Value>,
+    entry: &EntryScope<'_>,
+    scopes: &[&str],
+    now: i64,
+) -> Option<CachedAccessToken> {
+    let tokens = document.get("AccessToken").and_then(Value::as_object)?;
+    let token = tokens.values().filter_map(Value::as_object).find(|token| {
+        text(token, "credential_type") == Some("AccessToken")
+            && text(token, "client_id") == Some(entry.client_key)
+            && text(token, "realm").is_some_and(|realm| realm.eq_ignore_ascii_case(entry.realm))
+            && text(token, "environment").is_some_and(|env| same_host(env, entry.environment))
+            && covers(text(token, "target"), scopes)
+            && number(token, "expires_on").is_some_and(|expires_on| expires_on > now)
+    })?;
+    Some(CachedAccessToken {
+        secret: text(token, "secret")?.to_owned(),
+        expires_on: number(token, "expires_on")?,
+        refresh_on: number(token, "refresh_on"),
+        token_type: text(token, "token_type").unwrap_or("Bearer").to_owned(),
+    })
+}
+
+/// The refresh token for `scopes` under the entry's key in `document`, if exactly one matches.
+fn refresh_token_in(
+    document: &Map<String, Value>,
+    entry: &EntryScope<'_>,
+    scopes: &[&str],
+) -> Option<String> {
+    let tokens = document.get("RefreshToken").and_then(Value::as_object)?;
+    let mut matching = tokens
+        .values()
+        .filter_map(Value::as_object)
+        .filter(|token| {
+            text(token, "client_id") == Some(entry.client_key)
+                && text(token, "environment").is_some_and(|env| same_host(env, entry.environment))
+                && covers(text(token, "target"), scopes)
+        });
+    // azure-identity redeems a refresh token only when exactly one matches.
+    match (matching.next(), matching.next()) {
+        (Some(token), None) => text(token, "secret").map(str::to_owned),
+        _ => None,
+    }
+}
+
+/// How long past its expiry an access token stays in the cache: writers whose clocks lag ours
+/// by less than this never see a token of theirs vanish before it expired for them. (MSAL
+/// Python itself removes access tokens the moment they expire, when it searches.)
+const EXPIRED_KEPT_FOR: i64 = 5 * 60;
+
+/// How long an on-behalf-of refresh token stays unused before it is removed: the longest an
+/// Entra ID access token lives (28 hours, for CAE-capable tokens). Such a token is found
+/// only with the user assertion it was obtained for, which is itself an access token: after
+/// that long the assertion has expired and no one can present it again.
+const ON_BEHALF_OF_REFRESH_TOKEN_KEPT_FOR: i64 = 28 * 60 * 60;
+
+/// Removes what no reader can use any more, so that a cache shared by many users does not grow
+/// forever: access tokens expired (for [`EXPIRED_KEPT_FOR`]), whoever wrote them, and this
+/// crate's on-behalf-of refresh tokens unused for [`ON_BEHALF_OF_REFRESH_TOKEN_KEPT_FOR`].
+/// Other refresh tokens, accounts and ID tokens are left alone: MSAL's refresh tokens of
+/// signed-in users last for months without an access token beside them, and only an
+/// interactive sign-in could replace one.
+fn prune(document: &mut Map<String, Value>, now: i64) {
+    let removed = |token: &mut Value| {
+        wipe(token);
+        false
+    };
+    if let Some(Value::Object(tokens)) = document.get_mut("AccessToken") {
+        tokens.retain(|_, token| {
+            let expired = token
+                .as_object()
+                .and_then(|token| number(token, "expires_on"))
+                .is_some_and(|expires_on| expires_on.saturating_add(EXPIRED_KEPT_FOR) < now);
+            !expired || removed(token)
+        });
+    }
+    if let Some(Value::Object(tokens)) = document.get_mut("RefreshToken") {
+        tokens.retain(|_, token| {
+            let unused = token.as_object().is_some_and(|token| {
+                text(token, "client_id").is_some_and(is_on_behalf_of_key)
+                    && token.get("home_account_id").is_none_or(Value::is_null)
+                    && number(token, "last_modification_time").is_some_and(|written| {
+                        written.saturating_add(ON_BEHALF_OF_REFRESH_TOKEN_KEPT_FOR) < now
+                    })
+            });
+            !unused || removed(token)
+        });
+    }
+}
+
+/// Whether an entry's `client_id` is this crate's on-behalf-of key,
+/// `<client id>:obo:<SHA-256 of the user assertion, hex>:<authority>:<tenant>`, which no
+/// MSAL writes.
+fn is_on_behalf_of_key(client_id: &str) -> bool {
+    client_id.split_once(":obo:").is_some_and(|(_, rest)| {
+        rest.split_once(':').is_some_and(|(hash, _)| {
+            hash.len() == 64 && hash.bytes().all(|byte| byte.is_ascii_hexdigit())
+        })
+    })
 }
 
 fn private_file(path: &Path) -> std::io::Result<std::fs::File> {
@@ -503,8 +908,9 @@ mod tests {
                 .is_none()
         );
         assert_eq!(
-            file.find_refresh_token(&entry(), &["a"])
+            file.find(&entry(), &["a"], 1500, true)
                 .expect("read")
+                .refresh_token
                 .as_deref(),
             Some("RT")
         );
@@ -565,5 +971,223 @@ mod tests {
         assert!(!writer.is_finished(), "the writer waits for the lock");
         drop(held);
         writer.join().expect("thread").expect("stored");
+    }
+
+    /// Stores a token from another thread; the receiver gets the outcome.
+    fn store_in_background(path: PathBuf) -> std::sync::mpsc::Receiver<std::io::Result<()>> {
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let stored = MsalCacheFile::new(path, Store::File).store(
+                &entry(),
+                &["a"],
+                &token("AT", 2000),
+                None,
+                1,
+            );
+            let _ = sender.send(stored);
+        });
+        receiver
+    }
+
+    /// The pid of a process that has exited (and been reaped).
+    fn dead_pid() -> u32 {
+        let mut child = std::process::Command::new("true").spawn().expect("true");
+        let pid = child.id();
+        child.wait().expect("exited");
+        pid
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_lock_left_by_a_crashed_writer_is_broken_at_once() {
+        let dir = tempfile::tempdir().expect("dir");
+        let file = MsalCacheFile::new(dir.path().join("cache"), Store::File);
+        // What msal-extensions or this crate leaves when killed while writing: a fresh lock
+        // file naming a process that is gone, with no OS lock on it.
+        std::fs::write(&file.lock_path, format!("{} python", dead_pid())).expect("lock");
+        let stored = store_in_background(file.path.clone());
+        // Far below the minute a stale lock used to cost; a broken lock takes microseconds.
+        stored
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the stale lock was broken, not waited out")
+            .expect("stored");
+        assert!(!file.lock_path.exists(), "the lock is released");
+        // So is a lock naming this very process without holding it: an earlier process of
+        // the same pid (a container restarted) left it.
+        std::fs::write(&file.lock_path, format!("{} me", std::process::id())).expect("lock");
+        store_in_background(file.path)
+            .recv_timeout(Duration::from_secs(20))
+            .expect("broken")
+            .expect("stored");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_live_holder_excludes_whatever_its_lock_file_says() {
+        let dir = tempfile::tempdir().expect("dir");
+        let file = MsalCacheFile::new(dir.path().join("cache"), Store::File);
+
+        // A live writer that takes no OS lock (an older writer): its pid is alive.
+        let mut live = std::process::Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .expect("sleep");
+        std::fs::write(&file.lock_path, format!("{} old-writer", live.id())).expect("lock");
+        let stored = store_in_background(file.path.clone());
+        assert!(
+            stored.recv_timeout(Duration::from_millis(300)).is_err(),
+            "the writer waits for a live holder"
+        );
+        std::fs::remove_file(&file.lock_path).expect("released");
+        stored
+            .recv_timeout(Duration::from_secs(20))
+            .expect("taken once released")
+            .expect("stored");
+        let _ = live.kill();
+        let _ = live.wait();
+
+        // A writer holding the OS lock whose pid cannot be seen from here (another pid
+        // namespace): the OS lock excludes.
+        std::fs::write(&file.lock_path, format!("{} elsewhere", dead_pid())).expect("lock");
+        let held = std::fs::File::open(&file.lock_path).expect("open");
+        rustix::fs::flock(&held, rustix::fs::FlockOperation::LockExclusive).expect("OS lock");
+        let stored = store_in_background(file.path.clone());
+        assert!(
+            stored.recv_timeout(Duration::from_millis(300)).is_err(),
+            "the writer waits for the holder of the OS lock"
+        );
+        std::fs::remove_file(&file.lock_path).expect("released");
+        drop(held);
+        stored
+            .recv_timeout(Duration::from_secs(20))
+            .expect("taken once released")
+            .expect("stored");
+    }
+
+    #[test]
+    fn a_miss_parses_the_cache_once_and_the_write_after_it_none() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("cache");
+        let other = MsalCacheFile::new(path.clone(), Store::File);
+        other
+            .store(&entry(), &["other"], &token("AT0", 2000), None, 1000)
+            .expect("another process's token");
+        let file = MsalCacheFile::new(path, Store::File);
+
+        // A miss: the access token and the refresh token are looked up in one parse...
+        let found = file.find(&entry(), &["a"], 1500, true).expect("read");
+        assert!(found.access_token.is_none() && found.refresh_token.is_none());
+        assert_eq!(file.parses(), 1);
+        // ...and the token fetched then is merged into the document read, not a new parse.
+        file.store(&entry(), &["a"], &token("AT", 2000), Some("RT"), 1500)
+            .expect("store");
+        assert_eq!(file.parses(), 1);
+        // What this process wrote is read without parsing.
+        let found = file.find(&entry(), &["a"], 1500, true).expect("read");
+        assert_eq!(found.access_token.expect("found").secret, "AT");
+        assert_eq!(file.parses(), 1);
+
+        // Another process's write is read, once.
+        other
+            .store(&entry(), &["b"], &token("AT2", 2000), None, 1500)
+            .expect("another write");
+        for _ in 0..2 {
+            let found = file.find(&entry(), &["b"], 1500, false).expect("read");
+            assert_eq!(found.access_token.expect("found").secret, "AT2");
+        }
+        assert_eq!(file.parses(), 2);
+        // The document written by the other process still holds this one's token.
+        assert!(
+            other
+                .find_access_token(&entry(), &["a"], 1500)
+                .expect("read")
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn writes_prune_what_no_reader_can_use() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("cache");
+        let now: i64 = 1_800_000_000;
+        let user = format!("app:obo:{}:https://login.example/:tenant", "ab".repeat(32));
+        let mut access = Map::new();
+        for index in 0..20 {
+            // Expired tokens, as this crate and MSAL Python write them.
+            access.insert(
+                format!("-login.example-accesstoken-app-tenant-expired{index}"),
+                json!({"credential_type": "AccessToken", "secret": format!("old{index}"),
+                       "client_id": "app", "expires_on": (now - 3600 - index).to_string()}),
+            );
+        }
+        access.insert(
+            "valid".into(),
+            json!({"credential_type": "AccessToken", "secret": "valid",
+                   "expires_on": (now + 60).to_string()}),
+        );
+        access.insert(
+            "just-expired".into(),
+            json!({"credential_type": "AccessToken", "secret": "late",
+                   "expires_on": (now - 60).to_string()}),
+        );
+        let refresh = json!({
+            // A signed-in user's refresh token (MSAL Python): kept, however old.
+            "user": {"credential_type": "RefreshToken", "secret": "rt-user",
+                     "home_account_id": "uid.utid", "client_id": "app",
+                     "last_modification_time": "1"},
+            // This crate's on-behalf-of refresh tokens: an old one goes, a recent one stays.
+            "obo-old": {"credential_type": "RefreshToken", "secret": "rt-old",
+                        "home_account_id": null, "client_id": user,
+                        "last_modification_time": (now - 29 * 3600).to_string()},
+            "obo-recent": {"credential_type": "RefreshToken", "secret": "rt-recent",
+                           "home_account_id": null, "client_id": user,
+                           "last_modification_time": (now - 3600).to_string()},
+        });
+        let document = json!({
+            "AccessToken": access,
+            "RefreshToken": refresh,
+            "Account": {"uid.utid-login.example-tenant": {"home_account_id": "uid.utid"}},
+        });
+        std::fs::write(&path, serde_json::to_vec(&document).expect("json")).expect("seed");
+
+        let file = MsalCacheFile::new(path.clone(), Store::File);
+        file.store(&entry(), &["a"], &token("new", now + 3600), None, now)
+            .expect("store");
+        let document: Value =
+            serde_json::from_slice(&std::fs::read(&path).expect("file")).expect("json");
+        let mut kept: Vec<&str> = document["AccessToken"]
+            .as_object()
+            .expect("access tokens")
+            .values()
+            .filter_map(|token| token["secret"].as_str())
+            .collect();
+        kept.sort_unstable();
+        assert_eq!(kept, ["late", "new", "valid"]);
+        let mut kept: Vec<&str> = document["RefreshToken"]
+            .as_object()
+            .expect("refresh tokens")
+            .values()
+            .filter_map(|token| token["secret"].as_str())
+            .collect();
+        kept.sort_unstable();
+        assert_eq!(kept, ["rt-recent", "rt-user"]);
+        assert_eq!(
+            document["Account"]["uid.utid-login.example-tenant"]["home_account_id"],
+            "uid.utid"
+        );
+    }
+
+    #[test]
+    fn only_this_crates_on_behalf_of_keys_are_recognised() {
+        let hash = "0f".repeat(32);
+        assert!(is_on_behalf_of_key(&format!(
+            "client:obo:{hash}:https://login.example/:tenant"
+        )));
+        assert!(!is_on_behalf_of_key("11111111-2222-3333-4444-555555555555"));
+        assert!(!is_on_behalf_of_key(&format!(
+            "client:obo:{}:x",
+            &hash[1..]
+        )));
+        assert!(!is_on_behalf_of_key(&format!("client:obo:{hash}")));
     }
 }

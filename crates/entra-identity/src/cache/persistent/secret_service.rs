@@ -53,6 +53,8 @@ struct State {
     connected: Option<Connected>,
     /// Set when an operation overran its deadline: until then, operations fail at once.
     resting_until: Option<Instant>,
+    /// Whether the Secret Service was found able to keep the cache without a prompt.
+    usable: bool,
 }
 
 struct Connected {
@@ -93,10 +95,12 @@ impl Drop for SecretServiceConnection {
 
 impl SecretServiceConnection {
     /// The connection to the Secret Service on the session bus that `environment` names:
-    /// the one this process opened first, or else a new one, opened as
-    /// [`SecretServiceConnection::open`] does. Like libsecret's, the connection lasts as long
-    /// as the process, so that a credential built per request does not pay for a connection,
-    /// a key exchange and a check (milliseconds) each time.
+    /// the one this process made first, or else a new one, not yet connected. Nothing here
+    /// waits on D-Bus: the connection is made, and the Secret Service checked
+    /// ([`SecretServiceConnection::ensure_usable`]), by the first operation, which runs off
+    /// the async runtime's workers. Like libsecret's, the connection lasts as long as the
+    /// process, so that a credential built per request does not pay for a connection, a key
+    /// exchange and a check (milliseconds) each time.
     pub(crate) fn shared(environment: &dyn Environment) -> std::io::Result<Arc<Self>> {
         static OPEN: Mutex<Vec<Arc<SecretServiceConnection>>> = Mutex::new(Vec::new());
         let bus_address = session_bus_address(environment)?;
@@ -112,14 +116,44 @@ impl SecretServiceConnection {
         if let Some(connection) = find(&lock()) {
             return Ok(connection);
         }
-        // Opened without the lock, which would hold every other build up for as long.
-        let connection = Arc::new(Self::open(environment)?);
         let mut open = lock();
         if let Some(opened_meanwhile) = find(&open) {
             return Ok(opened_meanwhile);
         }
+        let connection = Arc::new(Self::new(bus_address));
         open.push(connection.clone());
         Ok(connection)
+    }
+
+    /// A connection to the bus at `bus_address`, made by its first operation.
+    fn new(bus_address: String) -> Self {
+        Self {
+            bus_address,
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    /// Checks, once it has succeeded, that the Secret Service can store the cache without a
+    /// prompt: its default collection exists and is unlocked. Blocks the calling thread for a
+    /// few milliseconds the first time; a Secret Service that does not answer costs
+    /// [`OPERATION_DEADLINE`] (twice at most) and is then left alone for [`COOL_DOWN`], its
+    /// checks failing at once meanwhile.
+    pub(crate) fn ensure_usable(&self) -> std::io::Result<()> {
+        let usable = |state: &Mutex<State>| {
+            state
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .usable
+        };
+        if usable(&self.state) {
+            return Ok(());
+        }
+        self.check_usable()?;
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .usable = true;
+        Ok(())
     }
 
     /// Connects to the Secret Service on the session bus that `environment` names, and checks
@@ -127,17 +161,14 @@ impl SecretServiceConnection {
     /// unlocked. Blocks the calling thread for a few milliseconds; a Secret Service that
     /// does not answer costs a few times [`OPERATION_DEADLINE`] at most.
     pub(crate) fn open(environment: &dyn Environment) -> std::io::Result<Self> {
-        let connection = Self {
-            bus_address: session_bus_address(environment)?,
-            state: Mutex::new(State::default()),
-        };
+        let connection = Self::new(session_bus_address(environment)?);
         // Blocking D-Bus calls panic on a thread that runs async tasks, where credentials are
         // often built: the check runs on a thread of its own.
         let (sender, receiver) = std::sync::mpsc::channel();
         std::thread::Builder::new()
             .name("entra-identity-secret-service".to_owned())
             .spawn(move || {
-                let checked = connection.check_usable();
+                let checked = connection.ensure_usable();
                 // The receiver is gone only if the wait below gave up.
                 let _ = sender.send(checked.map(|()| connection));
             })
