@@ -437,7 +437,7 @@ mod tests {
     fn key_derivation_bombs_are_refused_before_they_go_off() {
         let pbkdf2 = |iterations| {
             Kdf::Pbkdf2(pkcs5::pbes2::Pbkdf2Params {
-                salt: pkcs5::pbes2::Salt::new(&[7; 16]).expect("salt"),
+                salt: pkcs5::pbes2::Salt::new([7; 16]).expect("salt"),
                 iteration_count: iterations,
                 key_length: None,
                 prf: pkcs5::pbes2::Pbkdf2Prf::HmacWithSha256,
@@ -445,7 +445,7 @@ mod tests {
         };
         let scrypt = |n: u64, r: u16, p: u16| {
             Kdf::Scrypt(pkcs5::pbes2::ScryptParams {
-                salt: pkcs5::pbes2::Salt::new(&[7; 16]).expect("salt"),
+                salt: pkcs5::pbes2::Salt::new([7; 16]).expect("salt"),
                 cost_parameter: n,
                 block_size: r,
                 parallelization: p,
