@@ -903,12 +903,14 @@ fn usage_and_configuration_errors() {
     );
     run.code(3);
     assert!(h.token_requests().is_empty());
-    // The message says the request failed; the causes below it say why.
+    // The message says the certificate was refused and how to trust a CA; the causes below
+    // it say why.
     assert!(
         run.stderr
-            .contains("error: The request to Microsoft Entra ID failed\n"),
+            .contains("error: The server's TLS certificate was not accepted."),
         "{run:#?}"
     );
+    assert!(run.stderr.contains("SSL_CERT_FILE"), "{run:#?}");
     assert!(
         run.stderr
             .lines()

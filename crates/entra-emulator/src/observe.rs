@@ -231,6 +231,24 @@ pub enum Fault {
         #[serde(default)]
         retry_after: Option<u64>,
     },
+    /// Answer with this status, an Entra-shaped `temporarily_unavailable` body and this
+    /// `Retry-After` header value as it is: an HTTP date such as
+    /// `Wed, 21 Oct 2015 07:28:00 GMT`, or anything else a server might send.
+    StatusRetryAfter {
+        /// The HTTP status code.
+        status: u16,
+        /// The `Retry-After` header value, sent as it is.
+        retry_after: String,
+    },
+    /// Answer with this status and this body (as `application/json`), as they are: a token
+    /// response crafted by a test, such as one with an empty `access_token`.
+    Body {
+        /// The HTTP status code; 200 when absent.
+        #[serde(default)]
+        status: Option<u16>,
+        /// The body, sent as it is.
+        body: String,
+    },
     /// Wait this long, then handle the request normally.
     Delay {
         /// The added latency in milliseconds.
@@ -253,7 +271,10 @@ pub enum Fault {
 impl Fault {
     pub(crate) fn label(&self) -> String {
         match self {
-            Self::Status { status, .. } => format!("status {status}"),
+            Self::Status { status, .. } | Self::StatusRetryAfter { status, .. } => {
+                format!("status {status}")
+            }
+            Self::Body { status, .. } => format!("body {}", status.unwrap_or(200)),
             Self::Delay { millis } => format!("delay {millis}ms"),
             Self::Drop => "drop".to_owned(),
             Self::Truncate => "truncate".to_owned(),
@@ -377,5 +398,21 @@ mod tests {
         );
         let rule: FaultRule = serde_json::from_str(r#"{"path":"*","fault":"drop"}"#).expect("json");
         assert_eq!(rule.count, 1);
+        let rule: FaultRule = serde_json::from_str(
+            r#"{"path":"/token","fault":{"status_retry_after":{"status":429,"retry_after":"Wed, 21 Oct 2015 07:28:00 GMT"}}}"#,
+        )
+        .expect("json");
+        assert_eq!(rule.fault.label(), "status 429");
+        let rule: FaultRule = serde_json::from_str(
+            r#"{"path":"/token","fault":{"body":{"body":"{\"access_token\":\"\"}"}}}"#,
+        )
+        .expect("json");
+        assert_eq!(
+            rule.fault,
+            Fault::Body {
+                status: None,
+                body: r#"{"access_token":""}"#.to_owned()
+            }
+        );
     }
 }

@@ -136,6 +136,24 @@ async fn handle(
             }
             Some(response)
         }
+        Some(Fault::StatusRetryAfter {
+            status,
+            retry_after,
+        }) => {
+            let status = StatusCode::from_u16(*status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+            let body = AadError::injected(status).body(&shared.base_url, "fault", now());
+            let mut response = json_response(status, body.to_string());
+            if let Ok(value) = HeaderValue::from_str(retry_after) {
+                response.headers_mut().insert("retry-after", value);
+            }
+            Some(response)
+        }
+        Some(Fault::Body { status, body }) => {
+            let status = status
+                .and_then(|code| StatusCode::from_u16(code).ok())
+                .unwrap_or(StatusCode::OK);
+            Some(json_response(status, body.clone()))
+        }
         Some(Fault::Truncate) => {
             let mut response = Response::new(Body::new(TruncatedBody {
                 head: Some(Bytes::from_static(

@@ -11,6 +11,7 @@ use std::error::Error as StdError;
 use std::fmt;
 use std::ops::Deref;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Any error a source of client assertions or a cache store returns.
 pub type BoxError = Box<dyn StdError + Send + Sync>;
@@ -56,7 +57,8 @@ impl fmt::Display for ErrorSource {
 #[derive(Clone, Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum BuildError {
-    /// The authority is not an https URL.
+    /// The authority is not a plain https URL: another scheme, no host, control characters or
+    /// whitespace anywhere in it, a backslash, userinfo (`user@`), a query or a fragment.
     #[error(
         "'{authority}' is an invalid authority. The value must be a TLS protected (https) URL."
     )]
@@ -64,7 +66,9 @@ pub enum BuildError {
         /// The authority as given.
         authority: String,
     },
-    /// A tenant ID with characters outside `[A-Za-z0-9.-]`, or empty.
+    /// A tenant ID that is neither a GUID nor a domain-like name: empty, longer than 253
+    /// characters, with characters outside `[A-Za-z0-9.-]` (so no percent-encoding, slash,
+    /// whitespace or control character), or with an empty label (`.`, `..`, `a..b`, `.a`).
     #[error(
         "Invalid tenant ID provided. You can locate your tenant ID by following the \
          instructions here: https://learn.microsoft.com/partner-center/find-ids-and-domain-names"
@@ -197,6 +201,13 @@ impl CredentialError {
             .is_some_and(ClientAuthenticationError::is_transient)
     }
 
+    /// How long Entra ID asked the client to wait, for a [`FailureKind::Throttled`] failure
+    /// (see [`ClientAuthenticationError::retry_after`]).
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.client_authentication()
+            .and_then(ClientAuthenticationError::retry_after)
+    }
+
     pub(crate) fn unavailable(message: impl Into<String>) -> Self {
         Self::CredentialUnavailable(CredentialUnavailableError {
             message: message.into(),
@@ -254,6 +265,12 @@ pub enum FailureKind {
     ClientAssertion,
     /// The authority failed instance discovery.
     InstanceDiscovery,
+    /// Entra ID is throttling: it answered 429 (or 503) with a `Retry-After` that ends beyond
+    /// the request's time budget ([`HttpOptions::total_timeout`](crate::HttpOptions::total_timeout))
+    /// or beyond [`RetryPolicy::max_delay`](crate::RetryPolicy::max_delay), so the credential
+    /// did not wait. Transient: [`ClientAuthenticationError::retry_after`] says when to try
+    /// again.
+    Throttled,
 }
 
 /// Authentication failed. When Entra ID sent an error, [`ClientAuthenticationError::entra`]
@@ -271,6 +288,7 @@ pub struct ClientAuthenticationError {
     status: Option<u16>,
     entra: Option<Box<EntraError>>,
     transient: bool,
+    retry_after: Option<Duration>,
     source: Option<ErrorSource>,
 }
 
@@ -282,8 +300,15 @@ impl ClientAuthenticationError {
             status: None,
             entra: None,
             transient: false,
+            retry_after: None,
             source: None,
         }
+    }
+
+    /// Records how long the server asked the client to wait.
+    pub(crate) fn with_retry_after(mut self, retry_after: Duration) -> Self {
+        self.retry_after = Some(retry_after);
+        self
     }
 
     pub(crate) fn from_entra(status: u16, entra: EntraError) -> Self {
@@ -302,6 +327,7 @@ impl ClientAuthenticationError {
             status: Some(status),
             transient: is_transient_status(status) || entra.error == "temporarily_unavailable",
             entra: Some(Box::new(entra)),
+            retry_after: None,
             source: None,
         }
     }
@@ -363,6 +389,13 @@ impl ClientAuthenticationError {
     pub fn is_transient(&self) -> bool {
         self.transient
     }
+
+    /// How long Entra ID asked the client to wait before trying again (its `Retry-After`,
+    /// given in seconds or as an HTTP date), when it asked and the credential did not wait:
+    /// set on [`FailureKind::Throttled`] errors.
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
+    }
 }
 
 impl fmt::Debug for ClientAuthenticationError {
@@ -373,6 +406,7 @@ impl fmt::Debug for ClientAuthenticationError {
             .field("status", &self.status)
             .field("entra", &self.entra)
             .field("transient", &self.transient)
+            .field("retry_after", &self.retry_after)
             .field("source", &self.source)
             .finish()
     }
@@ -487,6 +521,25 @@ pub enum CertificateError {
          `openssl pkcs8 -topk8`"
     )]
     LegacyEncryptedPem,
+    /// The certificate input (PEM or PKCS#12 bytes) is larger than accepted (1 MiB; a PEM
+    /// file with a key and a long chain is a few kilobytes).
+    #[error("The certificate is larger than {limit} bytes")]
+    #[non_exhaustive]
+    TooLarge {
+        /// The largest input accepted, in bytes.
+        limit: usize,
+    },
+    /// The encrypted key (or PKCS#12 file) asks for a key derivation costlier than the
+    /// limits allow: PBKDF2 iterations above 1,000,000, or scrypt with N·r·p above 2^23
+    /// (N = 2^20, r = 8, p = 1: 1 GiB of memory). Re-encrypt the key with cheaper
+    /// parameters, such as OpenSSL's defaults.
+    #[error("The key derivation the certificate asks for exceeds a limit: {limit}")]
+    #[non_exhaustive]
+    KeyDerivationTooCostly {
+        /// Which limit, and the value asked for, such as
+        /// `PBKDF2 iterations 100000000 (at most 1000000)`.
+        limit: String,
+    },
 }
 
 /// 408, 429 and 5xx: statuses after which trying again can help.

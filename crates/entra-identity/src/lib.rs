@@ -32,8 +32,23 @@
 //! credential works on any runtime; nothing is shared process-wide. A builder's `http_client`
 //! takes a `reqwest::Client` of your own instead.
 //!
-//! Secrets (client assertions, tokens) are wiped from memory when dropped and never appear in
-//! `Debug` output, logs or errors.
+//! Secrets (client secrets, assertions, tokens, certificate keys and passwords) never appear in
+//! `Debug` output, logs or errors. What is wiped from memory when dropped, exactly:
+//!
+//! - the secret types ([`ClientAssertion`], the access and refresh tokens) and the certificate
+//!   bytes and password given to a builder;
+//! - the token request's form body, and the copy of it each attempt hands to reqwest (wiped
+//!   when the HTTP stack drops it);
+//! - the response body as read (grown without leaving copies behind), and the access and
+//!   refresh tokens, moved out of the parsed JSON without a copy;
+//! - the buffer a [`FileAssertion`] reads its file into.
+//!
+//! Not wiped: what hyper and rustls copy into their own buffers (the request as written to
+//! the TLS connection, the response as decrypted and its chunks), the other values of the
+//! parsed response (and serde_json's scratch buffer, used only for strings with escapes),
+//! the PEM blocks parsed from a certificate, decrypted key material inside aws-lc,
+//! p12-keystore and the `pkcs8` crate, and anything the
+//! allocator or the operating system copied (swap, core dumps).
 //!
 //! # Examples
 //!

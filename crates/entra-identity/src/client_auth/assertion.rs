@@ -78,9 +78,14 @@ where
     }
 }
 
+/// The largest assertion file read: a projected service account token is a JWT of a kilobyte
+/// or two.
+pub(crate) const MAX_ASSERTION_FILE_BYTES: u64 = 64 * 1024;
+
 /// A client assertion read from a file, such as the service account token Kubernetes
 /// workload identity projects (`AZURE_FEDERATED_TOKEN_FILE`). The file is read again whenever
-/// its modification time or size changes, so rotated tokens are picked up.
+/// its modification time or size changes, so rotated tokens are picked up. A file larger than
+/// 64 KiB is an error, and the buffer it is read into is wiped.
 #[derive(Debug)]
 pub struct FileAssertion {
     path: PathBuf,
@@ -135,9 +140,27 @@ impl FileAssertion {
         if let Some(assertion) = unchanged {
             return Ok(assertion);
         }
-        let contents = tokio::fs::read_to_string(&self.path)
-            .await
-            .map_err(unreadable)?;
+        let too_large = || -> BoxError {
+            format!(
+                "the assertion file {} is larger than {MAX_ASSERTION_FILE_BYTES} bytes",
+                self.path.display()
+            )
+            .into()
+        };
+        if stamp.len > MAX_ASSERTION_FILE_BYTES {
+            return Err(too_large());
+        }
+        let contents = read_wiped(&self.path).await.map_err(unreadable)?;
+        // The file may have grown since its size was read.
+        if contents.len() as u64 > MAX_ASSERTION_FILE_BYTES {
+            return Err(too_large());
+        }
+        let contents = std::str::from_utf8(&contents).map_err(|error| {
+            ContextError::new(
+                format!("the assertion file {} is not UTF-8", self.path.display()),
+                error,
+            )
+        })?;
         let assertion = ClientAssertion::new(contents.trim());
         if assertion.is_empty() {
             return Err(format!("the assertion file {} is empty", self.path.display()).into());
@@ -151,6 +174,26 @@ impl FileAssertion {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
+}
+
+/// Reads at most [`MAX_ASSERTION_FILE_BYTES`] and one byte more into a buffer allocated once
+/// and wiped when dropped.
+async fn read_wiped(path: &Path) -> std::io::Result<zeroize::Zeroizing<Vec<u8>>> {
+    use tokio::io::AsyncReadExt as _;
+    let limit = MAX_ASSERTION_FILE_BYTES + 1;
+    let file = tokio::fs::File::open(path).await?;
+    let mut buffer = zeroize::Zeroizing::new(Vec::with_capacity(limit as usize));
+    let mut reader = file.take(limit);
+    loop {
+        let spare = buffer.capacity() - buffer.len();
+        if spare == 0 {
+            break;
+        }
+        if reader.read_buf(&mut *buffer).await? == 0 {
+            break;
+        }
+    }
+    Ok(buffer)
 }
 
 impl ClientAssertionSource for FileAssertion {
@@ -216,6 +259,12 @@ mod tests {
                 .expect("read")
                 .expose_secret(),
             "second-token"
+        );
+        std::fs::write(&path, vec![b'e'; MAX_ASSERTION_FILE_BYTES as usize + 1]).expect("big");
+        let error = source.client_assertion().await.expect_err("too large");
+        assert!(
+            error.to_string().contains("larger than 65536 bytes"),
+            "{error}"
         );
         std::fs::write(&path, "").expect("empty");
         assert!(source.client_assertion().await.is_err());

@@ -1,5 +1,18 @@
 //! Client certificates in pure Rust: PEM (PKCS#8, PKCS#1, encrypted PKCS#8) and PKCS#12
 //! (modern AES and legacy 3DES/RC2), and the client assertions they sign.
+//!
+//! # Limits
+//!
+//! A certificate is at most [`MAX_CERTIFICATE_BYTES`] (1 MiB). The key derivation of an
+//! encrypted key is bounded before it runs: PBKDF2 at most [`MAX_PBKDF2_ITERATIONS`]
+//! (1,000,000) iterations, scrypt at most N·r·p = [`MAX_SCRYPT_COST`] (2^23: N = 2^20 with
+//! r = 8 and p = 1, which takes 1 GiB of memory), p at most 16. These accept what tools
+//! write by default (OpenSSL 3: PBKDF2 with 2,048 iterations, or scrypt N = 2^14, r = 8,
+//! p = 1; PKCS#12 from OpenSSL, .NET or Azure Key Vault: 2,000 to 600,000 iterations) and
+//! refuse a crafted key that would take gigabytes or minutes (N = 2^40 would abort the
+//! process on the allocation). A PKCS#12 file is bounded by p12-keystore's own limits
+//! (1,000,000 iterations for its MAC and for each encrypted bag, scrypt at most 1 GiB),
+//! per bag, not in total; its size cap bounds the number of bags.
 
 use std::fmt;
 use std::sync::Mutex;
@@ -8,6 +21,7 @@ use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{self, KeyPair as _, RsaKeyPair};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use pkcs8::pkcs5::{EncryptionScheme, pbes2::Kdf};
 use serde_json::json;
 use sha1::Digest as _;
 use x509_parser::prelude::{FromDer as _, X509Certificate};
@@ -23,6 +37,15 @@ const ASSERTION_LIFETIME_SECS: i64 = 600;
 const ASSERTION_REUSE_SECS: i64 = 300;
 /// Backdating of `nbf`/`iat`, for clocks slightly ahead of Entra's.
 const CLOCK_SKEW_SECS: i64 = 60;
+
+/// The largest certificate input (PEM text or PKCS#12 bytes) accepted.
+pub(crate) const MAX_CERTIFICATE_BYTES: usize = 1024 * 1024;
+/// The most PBKDF2 iterations an encrypted key may ask for (p12-keystore's limit too).
+pub(crate) const MAX_PBKDF2_ITERATIONS: u32 = 1_000_000;
+/// The largest scrypt N·r·p an encrypted key may ask for: N = 2^20, r = 8, p = 1.
+pub(crate) const MAX_SCRYPT_COST: u64 = 1 << 23;
+/// The largest scrypt parallelisation an encrypted key may ask for.
+const MAX_SCRYPT_PARALLELISM: u16 = 16;
 
 /// A parsed client certificate: the RSA key, the chain (leaf first) and its thumbprints.
 pub(crate) struct ClientCertificate {
@@ -47,6 +70,11 @@ impl ClientCertificate {
         data: &[u8],
         password: Option<&[u8]>,
     ) -> Result<Self, CertificateError> {
+        if data.len() > MAX_CERTIFICATE_BYTES {
+            return Err(CertificateError::TooLarge {
+                limit: MAX_CERTIFICATE_BYTES,
+            });
+        }
         if data.windows(10).any(|window| window == b"-----BEGIN") {
             Self::from_pem(data, password)
         } else {
@@ -76,6 +104,7 @@ impl ClientCertificate {
                 let password = password.ok_or(CertificateError::PasswordRequired)?;
                 let encrypted = pkcs8::EncryptedPrivateKeyInfoRef::try_from(key_block.contents())
                     .map_err(|_| CertificateError::Unreadable)?;
+                check_key_derivation(&encrypted.encryption_algorithm)?;
                 let document = encrypted
                     .decrypt(password)
                     .map_err(|_| CertificateError::WrongPassword)?;
@@ -112,6 +141,13 @@ impl ClientCertificate {
             use p12_keystore::error::Error as P12;
             let looks_like_pkcs12 = data.first() == Some(&0x30);
             match error {
+                // What p12-keystore refuses before deriving: iterations or scrypt cost above
+                // its limits (or other parameters it cannot use).
+                P12::InvalidParameters => CertificateError::KeyDerivationTooCostly {
+                    limit: "PKCS#12 key derivation: at most 1000000 iterations (MAC and each \
+                            bag) and 1 GiB of scrypt memory"
+                        .to_owned(),
+                },
                 P12::MacError(_) | P12::UnpadError | P12::Pkcs5Error(_) | P12::InvalidData
                     if looks_like_pkcs12 =>
                 {
@@ -272,6 +308,41 @@ impl CertificateSigner {
     }
 }
 
+/// Refuses an encrypted key whose key derivation would cost more than the limits allow (see
+/// the module docs), before it runs.
+fn check_key_derivation(scheme: &EncryptionScheme) -> Result<(), CertificateError> {
+    let too_costly = |limit: String| Err(CertificateError::KeyDerivationTooCostly { limit });
+    let EncryptionScheme::Pbes2(parameters) = scheme else {
+        // PBES1 counts iterations in 16 bits: at most 65,535.
+        return Ok(());
+    };
+    match &parameters.kdf {
+        Kdf::Pbkdf2(pbkdf2) if pbkdf2.iteration_count > MAX_PBKDF2_ITERATIONS => {
+            too_costly(format!(
+                "PBKDF2 iterations {} (at most {MAX_PBKDF2_ITERATIONS})",
+                pbkdf2.iteration_count
+            ))
+        }
+        Kdf::Scrypt(scrypt) => {
+            let cost = scrypt
+                .cost_parameter
+                .checked_mul(u64::from(scrypt.block_size))
+                .and_then(|cost| cost.checked_mul(u64::from(scrypt.parallelization)));
+            if cost.is_none_or(|cost| cost > MAX_SCRYPT_COST)
+                || scrypt.parallelization > MAX_SCRYPT_PARALLELISM
+            {
+                return too_costly(format!(
+                    "scrypt N·r·p = {}·{}·{} (at most 2^23, such as N = 2^20, r = 8, p = 1; p at \
+                 most {MAX_SCRYPT_PARALLELISM})",
+                    scrypt.cost_parameter, scrypt.block_size, scrypt.parallelization
+                ));
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
 fn rsa_from_pkcs8(der: &[u8]) -> Result<RsaKeyPair, CertificateError> {
     let info = pkcs8::PrivateKeyInfoRef::try_from(der).map_err(|_| CertificateError::Unreadable)?;
     const RSA_ENCRYPTION: &str = "1.2.840.113549.1.1.1";
@@ -340,6 +411,82 @@ mod tests {
             writer
         };
         writer.write().expect("pkcs12")
+    }
+
+    /// An encrypted PEM key whose key derivation is replaced by `kdf`, with a certificate:
+    /// only the parameters matter, since they are checked before anything is derived.
+    fn with_kdf(kdf: Kdf) -> String {
+        use pkcs8::der::{Decode as _, Encode as _};
+        let (key, cert) = rsa_material();
+        let der = pem::parse(encrypted_pem(&key, b"pa55"))
+            .expect("pem")
+            .into_contents();
+        let mut info = pkcs8::EncryptedPrivateKeyInfoRef::from_der(&der).expect("decode");
+        let EncryptionScheme::Pbes2(parameters) = &mut info.encryption_algorithm else {
+            panic!("PBES2");
+        };
+        parameters.kdf = kdf;
+        let der = info.to_der().expect("encode");
+        format!(
+            "{}{cert}",
+            pem::encode(&pem::Pem::new("ENCRYPTED PRIVATE KEY", der))
+        )
+    }
+
+    #[test]
+    fn key_derivation_bombs_are_refused_before_they_go_off() {
+        let pbkdf2 = |iterations| {
+            Kdf::Pbkdf2(pkcs5::pbes2::Pbkdf2Params {
+                salt: pkcs5::pbes2::Salt::new([7; 16]).expect("salt"),
+                iteration_count: iterations,
+                key_length: None,
+                prf: pkcs5::pbes2::Pbkdf2Prf::HmacWithSha256,
+            })
+        };
+        let scrypt = |n: u64, r: u16, p: u16| {
+            Kdf::Scrypt(pkcs5::pbes2::ScryptParams {
+                salt: pkcs5::pbes2::Salt::new([7; 16]).expect("salt"),
+                cost_parameter: n,
+                block_size: r,
+                parallelization: p,
+                key_length: Some(32),
+            })
+        };
+        for kdf in [
+            pbkdf2(100_000_000),
+            pbkdf2(MAX_PBKDF2_ITERATIONS + 1),
+            scrypt(1 << 40, 8, 1),
+            scrypt(1 << 22, 8, 1),
+            scrypt(1 << 20, 8, 2),
+            scrypt(1 << 10, 1, 17),
+            scrypt(u64::MAX, u16::MAX, u16::MAX),
+        ] {
+            let pem = with_kdf(kdf.clone());
+            match ClientCertificate::from_bytes(pem.as_bytes(), Some(b"pa55")) {
+                Err(CertificateError::KeyDerivationTooCostly { limit }) => {
+                    assert!(limit.contains("at most"), "{limit}");
+                }
+                other => panic!("{kdf:?}: {other:?}"),
+            }
+        }
+        // Within the limits the derivation runs (and here fails: the ciphertext is not
+        // for these parameters).
+        let pem = with_kdf(pbkdf2(1000));
+        assert_eq!(
+            ClientCertificate::from_bytes(pem.as_bytes(), Some(b"pa55")).err(),
+            Some(CertificateError::WrongPassword)
+        );
+    }
+
+    #[test]
+    fn oversized_input_is_refused_unread() {
+        let huge = vec![b'-'; MAX_CERTIFICATE_BYTES + 1];
+        assert_eq!(
+            ClientCertificate::from_bytes(&huge, None).err(),
+            Some(CertificateError::TooLarge {
+                limit: MAX_CERTIFICATE_BYTES
+            })
+        );
     }
 
     #[test]

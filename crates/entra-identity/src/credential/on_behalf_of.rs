@@ -535,8 +535,8 @@ macro_rules! application_builder_methods {
             self
         }
 
-        /// Where instance discovery asks (`login.microsoft.com` by default; a base URL such
-        /// as an emulator's is accepted too).
+        /// Where instance discovery asks (`login.microsoftonline.com` by default, as in MSAL
+        /// Python; a base URL such as an emulator's is accepted too).
         pub fn instance_discovery_host(mut self, host: impl Into<String>) -> Self {
             self.application.instance_discovery_host = Some(host.into());
             self

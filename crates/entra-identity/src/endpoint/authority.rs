@@ -30,18 +30,29 @@ pub struct Authority {
 }
 
 impl Authority {
-    /// Normalises an authority as azure-identity does: a bare host gets `https://`; trailing
-    /// spaces and slashes are dropped; a path is kept; any scheme but https is refused.
+    /// Normalises an authority as azure-identity does: a bare host gets `https://`; leading
+    /// and trailing spaces and trailing slashes are dropped; a path is kept; any scheme but
+    /// https is refused.
+    ///
+    /// Only a plain URL is taken: the URL parser would silently drop a tab or a newline
+    /// (`https://127.0.0.1\n.evil.com` would connect to `127.0.0.1.evil.com`) and read a
+    /// backslash as a slash, so these are refused rather than normalised.
     ///
     /// # Errors
     ///
-    /// [`BuildError::InvalidAuthority`] for a non-https URL or one with no host.
+    /// [`BuildError::InvalidAuthority`] for a non-https URL, one with no host, a control
+    /// character anywhere, whitespace inside, a backslash, userinfo, a query or a fragment.
     pub fn parse(authority: &str) -> Result<Self, BuildError> {
         let invalid = || BuildError::InvalidAuthority {
             authority: authority.to_owned(),
         };
         let has_scheme = authority.contains("://");
         let trimmed = authority.trim().trim_end_matches(['/', ' ']).trim_end();
+        if authority.chars().any(char::is_control)
+            || trimmed.chars().any(|c| c.is_whitespace() || c == '\\')
+        {
+            return Err(invalid());
+        }
         let candidate = if has_scheme {
             trimmed.to_owned()
         } else {
@@ -51,7 +62,10 @@ impl Authority {
         if parsed.scheme() != "https" || parsed.host_str().is_none_or(str::is_empty) {
             return Err(invalid());
         }
-        if parsed.query().is_some() || parsed.fragment().is_some() || !parsed.username().is_empty()
+        if parsed.query().is_some()
+            || parsed.fragment().is_some()
+            || !parsed.username().is_empty()
+            || parsed.password().is_some()
         {
             return Err(invalid());
         }
@@ -102,7 +116,9 @@ impl fmt::Display for Authority {
     }
 }
 
-/// A tenant ID or domain: non-empty, only `[A-Za-z0-9.-]`, so it is safe in a URL path.
+/// A tenant ID: a GUID, a domain-like name (`contoso.onmicrosoft.com`) or a name such as
+/// `organizations`: dot-separated labels of `[A-Za-z0-9-]`, none empty, at most 253
+/// characters, so it is one safe segment of a URL path (never `.` or `..`).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct TenantId(String);
 
@@ -111,7 +127,8 @@ impl TenantId {
     ///
     /// # Errors
     ///
-    /// [`BuildError::InvalidTenantId`] when it is empty or has any other character.
+    /// [`BuildError::InvalidTenantId`] when it is empty, longer than 253 characters, has any
+    /// character outside `[A-Za-z0-9.-]` or an empty label.
     pub fn parse(tenant: &str) -> Result<Self, BuildError> {
         if is_valid_tenant(tenant) {
             Ok(Self(tenant.to_owned()))
@@ -126,12 +143,21 @@ impl TenantId {
     }
 }
 
-/// Whether a tenant ID is safe to put in a URL path: `[A-Za-z0-9.-]`, not empty.
+/// The longest tenant accepted: the longest domain name.
+const MAX_TENANT_LEN: usize = 253;
+
+/// Whether a tenant ID is a GUID or a domain-like name, and so one safe segment of a URL
+/// path: labels of `[A-Za-z0-9-]` separated by dots, none empty (no `.`, `..`, `a..b`, `.a`
+/// or `a.`), at most [`MAX_TENANT_LEN`] characters in all.
 pub(crate) fn is_valid_tenant(tenant: &str) -> bool {
     !tenant.is_empty()
-        && tenant
-            .bytes()
-            .all(|byte| byte.is_ascii_alphanumeric() || byte == b'.' || byte == b'-')
+        && tenant.len() <= MAX_TENANT_LEN
+        && tenant.split('.').all(|label| {
+            !label.is_empty()
+                && label
+                    .bytes()
+                    .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-')
+        })
 }
 
 #[cfg(test)]
@@ -187,6 +213,34 @@ mod tests {
     }
 
     #[test]
+    fn authorities_that_are_not_plain_urls_are_refused() {
+        for input in [
+            "https://127.0.0.1\n.evil.com",
+            "https://127.0.0.1\t.evil.com",
+            "https://login.microsoftonline.com\r\n",
+            "\u{7f}login.microsoftonline.com",
+            "https://login.micro\u{0}softonline.com",
+            "https://login. microsoftonline.com",
+            "https://login.microsoftonline.com/a b",
+            "https://login.microsoftonline.com\\@evil.com",
+            "https://user:pw@login.microsoftonline.com",
+            "https://user@login.microsoftonline.com",
+            "https://:pw@login.microsoftonline.com",
+            "https://login.microsoftonline.com?x=1",
+            "https://login.microsoftonline.com/?",
+            "https://login.microsoftonline.com/#fragment",
+        ] {
+            assert!(
+                matches!(
+                    Authority::parse(input),
+                    Err(BuildError::InvalidAuthority { .. })
+                ),
+                "{input:?}"
+            );
+        }
+    }
+
+    #[test]
     fn tenant_ids_are_validated() {
         for good in [
             "72f988bf-86f1-41af-91ab-2d7cd011db47",
@@ -194,6 +248,12 @@ mod tests {
             "organizations",
             "common",
         ] {
+            assert!(TenantId::parse(good).is_ok(), "{good}");
+        }
+        let longest = format!("{}.{}", "a".repeat(63), "b".repeat(189));
+        assert_eq!(longest.len(), MAX_TENANT_LEN);
+        assert!(TenantId::parse(&longest).is_ok());
+        for good in ["adfs", "a-b", "x1.y2"] {
             assert!(TenantId::parse(good).is_ok(), "{good}");
         }
         for bad in [
@@ -205,6 +265,20 @@ mod tests {
             "'my-tenant'",
             "",
             "a/../b",
+            ".",
+            "..",
+            "a..b",
+            ".contoso.com",
+            "contoso.com.",
+            "%2e%2e",
+            "a%2Fb",
+            "contoso\n.com",
+            "contoso\t",
+            "contoso\u{0}",
+            " contoso",
+            "contoso.com/",
+            "é.com",
+            &"a".repeat(254),
         ] {
             assert_eq!(
                 TenantId::parse(bad),

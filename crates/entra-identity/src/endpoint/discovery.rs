@@ -10,8 +10,11 @@ use crate::endpoint::authority::Authority;
 use crate::endpoint::http::HttpClient;
 use crate::error::{ClientAuthenticationError, CredentialError, FailureKind};
 
-/// Where instance discovery asks by default.
-pub(crate) const DEFAULT_DISCOVERY_HOST: &str = "login.microsoft.com";
+/// Where instance discovery asks by default: MSAL Python's `WORLD_WIDE` host, which
+/// azure-identity asks through it, so an egress allow-list written for either lets us through.
+pub(crate) const DEFAULT_DISCOVERY_HOST: &str = "login.microsoftonline.com";
+/// The discovery API version MSAL Python asks for when it validates an authority.
+const DISCOVERY_API_VERSION: &str = "1.0";
 /// How long a successful discovery is trusted.
 const VALIDITY_SECS: i64 = 24 * 3600;
 
@@ -35,7 +38,7 @@ const WELL_KNOWN_HOSTS: &[&str] = &[
 /// How a credential validates its authority.
 #[derive(Clone, Debug)]
 pub(crate) struct InstanceDiscovery {
-    /// The discovery host, such as `login.microsoft.com`, or a base URL for tests.
+    /// The discovery host, such as `https://login.microsoftonline.com`, or a base URL for tests.
     endpoint: String,
 }
 
@@ -69,7 +72,8 @@ impl InstanceDiscovery {
         Some(Self { endpoint })
     }
 
-    /// Checks the authority for `tenant` once a day.
+    /// Checks the authority for `tenant` once a day, as MSAL Python does:
+    /// `GET {discovery}/common/discovery/instance?authorization_endpoint={authority}/{tenant}/oauth2/v2.0/authorize&api-version=1.0`.
     pub(crate) async fn validate(
         &self,
         http: &HttpClient,
@@ -88,8 +92,8 @@ impl InstanceDiscovery {
         let url = url::Url::parse_with_params(
             &format!("{}/common/discovery/instance", self.endpoint),
             &[
-                ("api-version", "1.1"),
                 ("authorization_endpoint", authorize.as_str()),
+                ("api-version", DISCOVERY_API_VERSION),
             ],
         )
         .map_err(|error| CredentialError::InvalidRequest(format!("bad discovery URL: {error}")))?;
@@ -173,7 +177,7 @@ mod tests {
         let private = authority("login.contoso.example");
         assert!(InstanceDiscovery::for_authority(&private, true, None).is_none());
         let found = InstanceDiscovery::for_authority(&private, false, None).expect("needed");
-        assert_eq!(found.endpoint, "https://login.microsoft.com");
+        assert_eq!(found.endpoint, "https://login.microsoftonline.com");
         let local = authority("https://127.0.0.1:8443");
         assert!(InstanceDiscovery::for_authority(&local, false, None).is_none());
         let chosen = InstanceDiscovery::for_authority(&local, false, Some("https://127.0.0.1:9"))

@@ -32,11 +32,22 @@
 //! used. The credentials of one `OnBehalfOfApplication` share the application's. A credential
 //! with a cache of its own, with [`HttpOptions::dedicated_pool`], or with a `reqwest::Client`
 //! handed in by the user has its own. Nothing is process-wide.
+//!
+//! # Time budget and final errors
+//!
+//! Every request (a token request with its retries, or an instance discovery) has one
+//! deadline, [`HttpOptions::total_timeout`], that covers every attempt, every backoff and every
+//! `Retry-After` wait; each attempt is cut at the deadline. A `Retry-After` (seconds or an
+//! HTTP date) that would end past the deadline, or past [`RetryPolicy::max_delay`], is not
+//! waited for: the request fails at once with [`FailureKind::Throttled`], which carries the
+//! server's wish. Failures that trying again cannot mend are not retried: a server
+//! certificate that does not verify, a host name that does not resolve (a temporary resolver
+//! failure is retried), and any 4xx but 408 and 429.
 
 use std::io::Read as _;
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use rand::Rng as _;
 use rustls::pki_types::CertificateDer;
@@ -64,6 +75,10 @@ const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 /// few hundred kilobytes.
 pub(crate) const MAX_CA_FILE_BYTES: u64 = 4 * 1024 * 1024;
 
+/// The `x-ms-lib-capability` header MSAL sends on token requests: the client honours 429 and
+/// `Retry-After`.
+const LIB_CAPABILITY: &str = "retry-after, h429";
+
 /// How many `reqwest::Client`s, one per runtime, an [`HttpClient`] keeps.
 const MAX_RUNTIME_CLIENTS: usize = 4;
 
@@ -82,11 +97,26 @@ const MAX_SHARED_POOLS: usize = 8;
 ///
 /// To send the requests through a `reqwest::Client` of your own, give it to the credential
 /// builder's `http_client`.
+///
+/// # Time
+///
+/// By default a token request, with all its retries and waits, takes at most 30 s
+/// ([`HttpOptions::total_timeout`]); each attempt at most 10 s
+/// ([`HttpOptions::request_timeout`]), of which connecting at most 10 s; up to 3 retries
+/// with backoff from 800 ms ([`RetryPolicy`]). A hung endpoint thus costs a caller 30 s,
+/// not more, and a web API whose own requests are bounded at a minute or so can wait for a
+/// token. For comparison: azure-identity for Python retries through azure-core's policy
+/// (10 retries in all, 3 each for status, connect and read errors, backoff 0.8 s up to
+/// 120 s) with azure-core's transport timeouts of 300 s to connect and 300 s per read, and
+/// no overall budget to speak of; MSAL Python has no timeout unless the application sets one
+/// (`timeout=None` waits indefinitely) and retries connection failures once; MSAL.NET
+/// retries a 5xx or a timeout once, not when the server sent `Retry-After`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct HttpOptions {
     extra_root_certificates: Vec<String>,
     connect_timeout: Duration,
     request_timeout: Duration,
+    total_timeout: Duration,
     retry: RetryPolicy,
     dedicated_pool: bool,
 }
@@ -96,7 +126,8 @@ impl Default for HttpOptions {
         Self {
             extra_root_certificates: Vec::new(),
             connect_timeout: Duration::from_secs(10),
-            request_timeout: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(10),
+            total_timeout: Duration::from_secs(30),
             retry: RetryPolicy::default(),
             dedicated_pool: false,
         }
@@ -119,10 +150,22 @@ impl HttpOptions {
         self
     }
 
-    /// How long one attempt may take, from sending to the last byte (30 s by default).
+    /// How long one attempt may take, from sending to the last byte (10 s by default); an
+    /// attempt is also cut at the end of the [`HttpOptions::total_timeout`].
     #[must_use]
     pub fn request_timeout(mut self, timeout: Duration) -> Self {
         self.request_timeout = timeout;
+        self
+    }
+
+    /// The time budget of one request to Entra ID, covering every attempt, every backoff
+    /// and every `Retry-After` wait (30 s by default; see [the type's docs](Self) for how
+    /// that compares). A server asking to be retried after the budget ends is not waited
+    /// for: the request fails at once with
+    /// [`FailureKind::Throttled`](crate::FailureKind::Throttled).
+    #[must_use]
+    pub fn total_timeout(mut self, timeout: Duration) -> Self {
+        self.total_timeout = timeout;
         self
     }
 
@@ -187,7 +230,9 @@ impl RetryPolicy {
         self
     }
 
-    /// The longest delay between attempts, including one asked for by `Retry-After` (60 s).
+    /// The longest delay between attempts (60 s by default). A `Retry-After` asking for more
+    /// is not waited for: the request fails at once with
+    /// [`FailureKind::Throttled`](crate::FailureKind::Throttled).
     #[must_use]
     pub fn max_delay(mut self, delay: Duration) -> Self {
         self.max_delay = delay;
@@ -227,6 +272,7 @@ pub(crate) struct HttpClient {
 #[derive(Debug)]
 struct HttpInner {
     request_timeout: Duration,
+    total_timeout: Duration,
     retry: RetryPolicy,
     transport: Transport,
 }
@@ -279,6 +325,7 @@ impl HttpClient {
         Ok(Self {
             inner: Arc::new(HttpInner {
                 request_timeout: options.request_timeout,
+                total_timeout: options.total_timeout,
                 retry: options.retry,
                 transport: Transport::PerRuntime(RuntimeClients {
                     connect_timeout: options.connect_timeout,
@@ -294,6 +341,7 @@ impl HttpClient {
         Self {
             inner: Arc::new(HttpInner {
                 request_timeout: options.request_timeout,
+                total_timeout: options.total_timeout,
                 retry: options.retry,
                 transport: Transport::User(client),
             }),
@@ -307,6 +355,9 @@ impl HttpClient {
     }
 
     /// Posts a form, retrying transient failures.
+    ///
+    /// Each attempt sends a copy of the body that is wiped when the HTTP stack lets go of
+    /// it; what hyper and rustls copy into their own buffers on the way out is not wiped.
     pub(crate) async fn post_form(
         &self,
         url: &str,
@@ -314,6 +365,7 @@ impl HttpClient {
         client_request_id: &str,
     ) -> Result<RawResponse, ClientAuthenticationError> {
         self.execute(|client| {
+            let copy = Zeroizing::new(body.as_bytes().to_vec());
             client
                 .post(url)
                 .header("content-type", "application/x-www-form-urlencoded")
@@ -321,7 +373,8 @@ impl HttpClient {
                 .header("return-client-request-id", "true")
                 .header("x-client-sku", "entra-identity-rust")
                 .header("x-client-ver", env!("CARGO_PKG_VERSION"))
-                .body(body.as_bytes().to_vec())
+                .header("x-ms-lib-capability", LIB_CAPABILITY)
+                .body(bytes::Bytes::from_owner(WipedBytes(copy)))
         })
         .await
     }
@@ -345,24 +398,40 @@ impl HttpClient {
     ) -> Result<RawResponse, ClientAuthenticationError> {
         let client = self.client()?;
         let policy = self.inner.retry;
+        let budget = self.inner.total_timeout;
         let started = Instant::now();
+        let deadline = started + budget;
         let mut retry = 0;
         loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return Err(out_of_time(budget));
+            }
             let attempt = request(&client)
-                .timeout(self.inner.request_timeout)
+                .timeout(self.inner.request_timeout.min(remaining))
                 .header("accept", "application/json")
                 .send()
                 .await;
+            // Whether a retry after `delay` starts within the policy and the budget.
             let may_retry = |delay: Duration| {
-                retry < policy.max_retries && started.elapsed() + delay <= policy.max_elapsed
+                retry < policy.max_retries
+                    && started.elapsed() + delay <= policy.max_elapsed
+                    && Instant::now() + delay < deadline
             };
             let failure = match attempt {
                 Ok(response) => {
                     let status = response.status().as_u16();
                     if is_transient_status(status) {
-                        let delay = retry_after(&response)
-                            .map(|delay| delay.min(policy.max_delay))
-                            .unwrap_or_else(|| policy.backoff(retry));
+                        let asked = retry_after(&response, SystemTime::now());
+                        if let Some(asked) = asked {
+                            let ends_too_late = Instant::now()
+                                .checked_add(asked)
+                                .is_none_or(|end| end >= deadline);
+                            if asked > policy.max_delay || ends_too_late {
+                                return Err(throttled(status, asked, budget));
+                            }
+                        }
+                        let delay = asked.unwrap_or_else(|| policy.backoff(retry));
                         if may_retry(delay) {
                             tracing::debug!(status, retry, ?delay, "request will be retried");
                             drop(response);
@@ -391,8 +460,49 @@ impl HttpClient {
                 retry += 1;
                 continue;
             }
+            if failure.kind() == FailureKind::Timeout && Instant::now() >= deadline {
+                return Err(out_of_time(budget).with_source(failure));
+            }
             return Err(failure);
         }
+    }
+}
+
+/// The request's time budget ran out.
+fn out_of_time(budget: Duration) -> ClientAuthenticationError {
+    ClientAuthenticationError::new(
+        FailureKind::Timeout,
+        format!(
+            "The request to Microsoft Entra ID did not succeed within its time budget of {} s \
+             (HttpOptions::total_timeout)",
+            budget.as_secs_f64()
+        ),
+    )
+    .transient(true)
+}
+
+/// Entra ID asked for a wait the budget or the policy does not allow.
+fn throttled(status: u16, retry_after: Duration, budget: Duration) -> ClientAuthenticationError {
+    ClientAuthenticationError::new(
+        FailureKind::Throttled,
+        format!(
+            "Microsoft Entra ID is throttling requests (HTTP {status}) and asks to retry after \
+             {} s, beyond the request's time budget of {} s",
+            retry_after.as_secs(),
+            budget.as_secs_f64()
+        ),
+    )
+    .with_status(status)
+    .transient(true)
+    .with_retry_after(retry_after)
+}
+
+/// Bytes that are wiped when the last `Bytes` pointing at them is dropped.
+struct WipedBytes(Zeroizing<Vec<u8>>);
+
+impl AsRef<[u8]> for WipedBytes {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
     }
 }
 
@@ -789,10 +899,24 @@ mod tls {
     }
 }
 
-/// `Retry-After` in seconds (the form Entra ID uses).
-fn retry_after(response: &reqwest::Response) -> Option<Duration> {
+/// The response's `Retry-After`, as a wait from `now`.
+fn retry_after(response: &reqwest::Response, now: SystemTime) -> Option<Duration> {
     let value = response.headers().get("retry-after")?.to_str().ok()?;
-    value.trim().parse::<u64>().ok().map(Duration::from_secs)
+    parse_retry_after(value, now)
+}
+
+/// `Retry-After` in either form of RFC 9110: delta-seconds (what Entra ID sends; a number
+/// too large for a `u64` is a very long wait) or an HTTP date (a date already past is no
+/// wait). Anything else is ignored.
+fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if !value.is_empty() && value.bytes().all(|byte| byte.is_ascii_digit()) {
+        return Some(Duration::from_secs(
+            value.parse::<u64>().unwrap_or(u64::MAX),
+        ));
+    }
+    let date = httpdate::parse_http_date(value).ok()?;
+    Some(date.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
 async fn read_response(
@@ -804,7 +928,12 @@ async fn read_response(
         .get("content-type")
         .and_then(|value| value.to_str().ok())
         .map(str::to_owned);
-    let mut body = Zeroizing::new(Vec::new());
+    // Sized from Content-Length, and grown by hand, so no copy is left unwiped.
+    let expected = response
+        .content_length()
+        .map_or(0, |length| usize::try_from(length).unwrap_or(usize::MAX))
+        .min(MAX_RESPONSE_BYTES);
+    let mut body = Zeroizing::new(Vec::with_capacity(expected));
     loop {
         match response.chunk().await {
             Ok(Some(chunk)) => {
@@ -815,7 +944,7 @@ async fn read_response(
                     )
                     .with_status(status));
                 }
-                body.extend_from_slice(&chunk);
+                append_wiping(&mut body, &chunk);
             }
             Ok(None) => break,
             Err(error) => {
@@ -830,9 +959,42 @@ async fn read_response(
     })
 }
 
+/// Appends to a buffer that holds secrets: when it must grow, the bytes move to a new buffer
+/// and the old one is wiped (`Vec`'s own growth would leave the old copy in freed memory).
+fn append_wiping(buffer: &mut Zeroizing<Vec<u8>>, bytes: &[u8]) {
+    let needed = buffer.len() + bytes.len();
+    if needed > buffer.capacity() {
+        let mut grown = Zeroizing::new(Vec::with_capacity(needed.max(buffer.capacity() * 2)));
+        grown.extend_from_slice(buffer);
+        *buffer = grown;
+    }
+    buffer.extend_from_slice(bytes);
+}
+
 /// A request that failed on the way: reqwest's error, which names the URL (no secret) and
 /// holds the I/O, TLS or timeout error behind it, is the source.
 fn transport_failure(error: reqwest::Error) -> ClientAuthenticationError {
+    if let Some(tls) = find_cause::<rustls::Error>(&error)
+        && matches!(tls, rustls::Error::InvalidCertificate(_))
+    {
+        return ClientAuthenticationError::new(
+            FailureKind::Transport,
+            "The server's TLS certificate was not accepted. To trust a private CA (the \
+             emulator's, a proxy's), give its certificate to HttpOptions::trust_pem or name a \
+             PEM file of CA certificates in the SSL_CERT_FILE environment variable",
+        )
+        .with_source(error);
+    }
+    if let Some(temporary) = dns_failure(&error) {
+        let message = if temporary {
+            "The host name of Microsoft Entra ID could not be resolved for now"
+        } else {
+            "The host name of Microsoft Entra ID does not resolve: check the authority"
+        };
+        return ClientAuthenticationError::new(FailureKind::Transport, message)
+            .transient(temporary)
+            .with_source(error);
+    }
     let (kind, message) = if error.is_timeout() {
         (
             FailureKind::Timeout,
@@ -854,10 +1016,112 @@ fn transport_failure(error: reqwest::Error) -> ClientAuthenticationError {
         .with_source(error)
 }
 
+/// The first cause of type `T` in the chain, looking inside the `std::io::Error`s that wrap
+/// others (their `source` skips the error they wrap).
+fn find_cause<'a, T: std::error::Error + 'static>(
+    error: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a T> {
+    let mut cause = Some(error);
+    while let Some(error) = cause {
+        if let Some(found) = error.downcast_ref::<T>() {
+            return Some(found);
+        }
+        if let Some(inner) = error
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref)
+        {
+            return find_cause(inner);
+        }
+        cause = error.source();
+    }
+    None
+}
+
+/// Whether the connection failed on resolving the host name, and if so whether the
+/// resolver's failure was temporary (`EAI_AGAIN`: worth retrying) rather than an answer
+/// that the name does not exist. hyper's connector says `dns error`, with the resolver's
+/// error behind it.
+fn dns_failure(error: &(dyn std::error::Error + 'static)) -> Option<bool> {
+    let mut cause = Some(error);
+    let mut in_dns = false;
+    let mut temporary = false;
+    while let Some(error) = cause {
+        let text = error.to_string();
+        in_dns |= text.starts_with("dns error");
+        let text = text.to_ascii_lowercase();
+        temporary |= text.contains("temporary failure") || text.contains("try again");
+        cause = error.source();
+    }
+    in_dns.then_some(temporary)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::environment::MapEnvironment;
+
+    #[test]
+    fn retry_after_takes_seconds_and_http_dates() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_445_412_480);
+        assert_eq!(
+            parse_retry_after("120", now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(parse_retry_after(" 0 ", now), Some(Duration::ZERO));
+        assert_eq!(
+            parse_retry_after("99999999999999999999999", now),
+            Some(Duration::from_secs(u64::MAX))
+        );
+        // 2015-10-21T07:28:00Z is `now`: 120 s later, in the three forms RFC 9110 accepts.
+        for date in [
+            "Wed, 21 Oct 2015 07:30:00 GMT",
+            "Wednesday, 21-Oct-15 07:30:00 GMT",
+            "Wed Oct 21 07:30:00 2015",
+        ] {
+            assert_eq!(
+                parse_retry_after(date, now),
+                Some(Duration::from_secs(120)),
+                "{date}"
+            );
+        }
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:00:00 GMT", now),
+            Some(Duration::ZERO),
+            "a date past is no wait"
+        );
+        for junk in ["", "-1", "1.5", "soon", "Wed, 32 Oct 2015 07:30:00 GMT"] {
+            assert_eq!(parse_retry_after(junk, now), None, "{junk}");
+        }
+    }
+
+    #[test]
+    fn the_default_budget_is_documented() {
+        let options = HttpOptions::default();
+        assert_eq!(options.total_timeout, Duration::from_secs(30));
+        assert_eq!(options.request_timeout, Duration::from_secs(10));
+        assert_eq!(options.connect_timeout, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn growing_a_secret_buffer_keeps_its_bytes() {
+        let mut buffer = Zeroizing::new(Vec::with_capacity(2));
+        for chunk in [&b"ab"[..], b"cde", b"", b"fghijklmnop"] {
+            append_wiping(&mut buffer, chunk);
+        }
+        assert_eq!(buffer.as_slice(), b"abcdefghijklmnop");
+    }
+
+    #[test]
+    fn causes_are_found_inside_io_errors() {
+        let tls = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        let wrapped =
+            std::io::Error::other(std::io::Error::new(std::io::ErrorKind::InvalidData, tls));
+        assert!(matches!(
+            find_cause::<rustls::Error>(&wrapped),
+            Some(rustls::Error::InvalidCertificate(_))
+        ));
+        assert!(find_cause::<rustls::Error>(&std::io::Error::other("plain")).is_none());
+    }
 
     fn self_signed_pem() -> String {
         rcgen::generate_simple_self_signed(vec!["ca.test".to_owned()])

@@ -102,7 +102,14 @@ pub(crate) struct TokenResponse {
 /// Reads a token endpoint response. `request_time` is when the request was sent; expiry and
 /// refresh times count from it.
 ///
-/// Error messages never include the body: a malformed success body may hold a token.
+/// A success needs a non-empty `access_token` and a lifetime: `expires_in` above zero, and an
+/// expiry (from `expires_on`, else `expires_in`) after `request_time`. Anything less is an
+/// [`FailureKind::InvalidResponse`] error, so it is never returned nor cached.
+///
+/// Error messages never include the body: a malformed success body may hold a token. The
+/// access and refresh tokens are moved, not copied, out of the parsed JSON into their
+/// zeroizing types; the other parsed values (and serde_json's scratch buffer, used only for
+/// strings with escapes) are not wiped, and hold nothing secret in a well-formed answer.
 pub(crate) fn parse_token_response(
     status: u16,
     content_type: Option<&str>,
@@ -131,7 +138,7 @@ pub(crate) fn parse_token_response(
             .with_status(status),
         ));
     }
-    let fields = match serde_json::from_slice::<Value>(body) {
+    let mut fields = match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(fields)) => fields,
         Ok(_) => return Err(invalid("the body is not a JSON object")),
         // serde_json's errors give a position, never the text.
@@ -149,10 +156,21 @@ pub(crate) fn parse_token_response(
     if status >= 400 {
         return Err(invalid("an error status without an error body"));
     }
-    let Some(token) = fields.get("access_token").and_then(Value::as_str) else {
-        return Err(invalid("the response has no access_token"));
+    let mut token = match fields.remove("access_token") {
+        Some(Value::String(token)) => Zeroizing::new(token),
+        _ => return Err(invalid("the response has no access_token")),
+    };
+    if token.trim().is_empty() {
+        return Err(invalid("the access_token is empty"));
+    }
+    let refresh_token = match fields.remove("refresh_token") {
+        Some(Value::String(token)) => Some(Zeroizing::new(token)),
+        _ => None,
     };
     let expires_in = seconds(fields.get("expires_in"));
+    if expires_in.is_some_and(|expires_in| expires_in <= 0) {
+        return Err(invalid("the token's lifetime (expires_in) is not positive"));
+    }
     let expires_on = match (seconds(fields.get("expires_on")), expires_in) {
         (Some(expires_on), _) => expires_on,
         (None, Some(expires_in)) => request_time.saturating_add(expires_in),
@@ -162,6 +180,9 @@ pub(crate) fn parse_token_response(
             ));
         }
     };
+    if expires_on <= request_time {
+        return Err(invalid("the token had already expired when it arrived"));
+    }
     let refresh_on = match (seconds(fields.get("refresh_in")), expires_in) {
         (Some(refresh_in), _) => Some(request_time.saturating_add(refresh_in)),
         (None, Some(expires_in)) if expires_in >= LONG_LIVED_SECS => {
@@ -175,16 +196,14 @@ pub(crate) fn parse_token_response(
     };
     Ok(TokenResponse {
         info: AccessTokenInfo {
-            token: AccessTokenSecret::new(token),
+            token: AccessTokenSecret::new(std::mem::take(&mut *token)),
             expires_on,
             token_type,
             refresh_on,
         },
-        refresh_token: fields
-            .get("refresh_token")
-            .and_then(Value::as_str)
+        refresh_token: refresh_token
             .filter(|token| !token.is_empty())
-            .map(RefreshToken::new),
+            .map(|mut token| RefreshToken::new(std::mem::take(&mut *token))),
     })
 }
 
@@ -274,6 +293,41 @@ mod tests {
         let response = parse_token_response(200, None, body, 0).expect("ok");
         assert_eq!(response.info.refresh_on, None);
         assert_eq!(response.refresh_token.expect("rt").expose_secret(), "RT");
+    }
+
+    #[test]
+    fn unusable_tokens_are_invalid_responses() {
+        let cases: [&[u8]; 8] = [
+            br#"{"expires_in":3600,"access_token":""}"#,
+            br#"{"expires_in":3600,"access_token":"  "}"#,
+            br#"{"expires_in":3600,"access_token":null}"#,
+            br#"{"expires_in":3600,"access_token":42}"#,
+            br#"{"expires_in":0,"access_token":"AT"}"#,
+            br#"{"expires_in":-3600,"access_token":"AT"}"#,
+            br#"{"expires_in":"-1","access_token":"AT"}"#,
+            br#"{"expires_on":999,"access_token":"AT"}"#,
+        ];
+        for body in cases {
+            let error = parse_token_response(200, None, body, 1000).expect_err("invalid");
+            let auth = error.client_authentication().expect("authentication error");
+            assert_eq!(
+                auth.kind(),
+                FailureKind::InvalidResponse,
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+            assert!(!auth.is_transient());
+        }
+        // An expiry one second after the request is still a token.
+        assert!(
+            parse_token_response(
+                200,
+                None,
+                br#"{"expires_on":1001,"access_token":"AT"}"#,
+                1000
+            )
+            .is_ok()
+        );
     }
 
     #[test]
