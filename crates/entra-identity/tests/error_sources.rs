@@ -403,9 +403,11 @@ async fn an_unavailable_distributed_cache_keeps_the_stores_error() {
     assert_causes_told_once(&error);
 }
 
-#[cfg(target_os = "linux")]
-#[test]
-fn a_secret_service_that_is_not_there_keeps_the_bus_error() {
+/// The Secret Service is connected at the first token request (never in `build()`), so a bus
+/// socket that is not there fails that request, keeping the socket's error.
+#[cfg(all(target_os = "linux", feature = "secret-service"))]
+#[tokio::test]
+async fn a_secret_service_that_is_not_there_keeps_the_bus_error() {
     let dir = tempfile::tempdir().expect("dir");
     let environment = MapEnvironment::new()
         .with("HOME", dir.path().to_string_lossy())
@@ -413,7 +415,7 @@ fn a_secret_service_that_is_not_there_keeps_the_bus_error() {
             "DBUS_SESSION_BUS_ADDRESS",
             format!("unix:path={}", dir.path().join("no-bus").display()),
         );
-    let error = ClientAssertionCredential::builder(TENANT, WORKLOAD, || async {
+    let credential = ClientAssertionCredential::builder(TENANT, WORKLOAD, || async {
         Ok::<_, std::io::Error>("assertion")
     })
     .environment(Arc::new(environment))
@@ -421,9 +423,16 @@ fn a_secret_service_that_is_not_there_keeps_the_bus_error() {
         entra_identity::TokenCachePersistenceOptions::new().name("error-sources"),
     )
     .build()
-    .expect_err("no Secret Service");
+    .expect("build() does not connect to D-Bus");
+    let error = credential
+        .get_token(
+            &["https://graph.microsoft.com/.default"],
+            TokenRequestOptions::default(),
+        )
+        .await
+        .expect_err("no Secret Service");
     assert!(
-        matches!(error, BuildError::PersistenceUnavailable { .. }),
+        matches!(error, CredentialError::CredentialUnavailable(_)),
         "{error:?}"
     );
     assert!(
