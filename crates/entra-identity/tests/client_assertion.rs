@@ -95,12 +95,29 @@ async fn get_token_info_reports_type_and_refresh_time() {
     assert_eq!(info.expires_on, start + 3599);
     assert_eq!(info.refresh_on, Some(start + 600));
 
-    // Past refresh_on: one proactive refresh, then the new token is served.
+    // Past refresh_on: the cached token at once, one proactive refresh in the background,
+    // then the new token is served.
     clock.advance(601);
-    let refreshed = credential
+    let served = credential
         .get_token_info(&[GRAPH], TokenRequestOptions::default())
         .await
-        .expect("refreshed");
+        .expect("cached");
+    assert_eq!(served.refresh_on, Some(start + 600));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let refreshed = loop {
+        let info = credential
+            .get_token_info(&[GRAPH], TokenRequestOptions::default())
+            .await
+            .expect("refreshed");
+        if info.refresh_on != Some(start + 600) {
+            break info;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no background refresh"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
     assert_eq!(emulator.counters().token_requests, 2);
     assert_eq!(refreshed.refresh_on, Some(start + 601 + 600));
 }

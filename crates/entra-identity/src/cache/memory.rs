@@ -2,37 +2,84 @@
 //!
 //! Tokens are grouped in *partitions*: one per application (authority and client ID), tenant,
 //! user (the SHA-256 of an on-behalf-of user assertion, never the assertion) and CAE flag.
-//! Inside a partition each set of scopes has a *slot* holding its token. A token for scopes
-//! `{a, b}` also serves a request for `{a}`.
+//! Inside a partition each set of scopes has a *slot* holding its token, and the partition
+//! keeps the user's refresh token. A token for scopes `{a, b}` also serves a request for `{a}`.
 //!
-//! Reading a fresh token takes no lock and allocates nothing. When a token is missing or
-//! expired, one request per slot is in flight and every caller awaits it; when a token is due
-//! for a proactive refresh, one caller refreshes it while the others keep the cached token.
-//! Slots never wait on each other. The number of slots is bounded: past the capacity, the
-//! partitions whose tokens have all expired go first, then the least recently used.
+//! # How it stays correct
+//!
+//! - **One lock guards membership and the counters.** Partitions live in a map split in
+//!   [`SHARDS`] shards, each behind a read-write lock so readers on different users do not
+//!   touch one cache line. Every change to what the cache holds (storing a token, adding a
+//!   slot, replacing or dropping a refresh token, evicting) happens under the `books` mutex,
+//!   which also holds the entry and byte counts: a slot is charged the bytes of the token it
+//!   holds, and removing it subtracts exactly that. A token is stored by its key, never
+//!   through a partition found earlier, so a partition evicted while its request was in flight
+//!   is simply made again, and counted. `len()` and `bytes()` always equal the sums over the
+//!   live entries and, after every store, are within the limits (slack: none; a single token
+//!   larger than the byte limit is handed to its callers and not kept).
+//! - **Single-flight lives apart from the entries.** The requests in flight are kept in their
+//!   own map, keyed by partition key and scopes, so eviction cannot break it: every caller of
+//!   a key joins the one request, which shares its answer or its error. Each request owns a
+//!   guard that removes its own entry (compared by id) when the request completes or when the
+//!   last caller waiting for it is dropped, so nothing is left behind.
+//! - **LRU by use order.** A global use counter stamps a slot when it is used; a hit on the
+//!   most recent slot writes nothing, so threads hitting one token do not fight over a cache
+//!   line. Past either limit, the partitions whose tokens have all expired go first, then the
+//!   least recently used, down to 90 % of both limits.
+//! - **Refresh never blocks.** A lookup that finds a valid token due for refresh hands it to
+//!   its caller at once; one caller per [`REFRESH_RETRY_DELAY_SECS`] is told to start the
+//!   refresh, which the credential runs as a background task (the same single-flight request,
+//!   so a caller that needs a token meanwhile joins it). A failed refresh leaves the valid
+//!   token in place. An expired token is never returned.
+//!
+//! # The hit path
+//!
+//! A credential remembers the slot of its last hit for its own tenant (its *hint*), so its
+//! next hits skip the map and its lock; the hint is dropped when the slot is evicted. The
+//! caller gets the cache's copy of the secret through a per-thread *stripe* handle: cloning
+//! one shared reference from many threads would make its count bounce between cores, so each
+//! token lazily gets at most [`STRIPES`] handles, one per group of threads, each in a cache
+//! line of its own. No secret is copied; the handles go with the token.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::future::Future;
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock};
 
 use arc_swap::ArcSwapOption;
 use futures_util::FutureExt as _;
 use futures_util::future::WeakShared;
+use hashbrown::HashTable;
+use zeroize::Zeroizing;
 
 use crate::error::CredentialError;
 use crate::secret::{AccessTokenSecret, RefreshToken, SharedSecret};
-use crate::token::{AccessToken, AccessTokenInfo};
-use zeroize::Zeroizing;
+use crate::token::AccessTokenInfo;
 
 /// A token is refreshed proactively when it expires within this many seconds.
 pub(crate) const REFRESH_WINDOW_SECS: i64 = 300;
-/// After a refresh attempt, a proactive refresh of the same slot waits this long.
+/// After a refresh attempt, a proactive refresh of the same token waits this long.
 pub(crate) const REFRESH_RETRY_DELAY_SECS: i64 = 30;
+/// A background refresh is abandoned after this long (the token it would replace is still
+/// valid, and the next attempt comes after [`REFRESH_RETRY_DELAY_SECS`]).
+pub(crate) const REFRESH_DEADLINE_SECS: u64 = 30;
 /// Slots a cache holds by default.
 pub(crate) const DEFAULT_CAPACITY: usize = 10_000;
+/// What a slot costs beyond its token and refresh token: the cache's own structures (scope
+/// sets and tenants are shared). The `on_behalf_of` benchmark measures the real figure for a
+/// user's partition with one slot.
+pub(crate) const ENTRY_OVERHEAD_BYTES: usize = 256;
+/// Bytes a cache holds by default.
+pub(crate) const DEFAULT_MAX_BYTES: usize = 64 * 1024 * 1024;
+/// Shards of the partition map: enough that readers on different users rarely share a lock.
+pub(crate) const SHARDS: usize = 16;
+/// Handles per token for threads hitting it at once (see the module docs).
+pub(crate) const STRIPES: usize = 8;
+/// Past this many distinct realms or scope sets, new ones are no longer interned.
+const MAX_INTERNED: usize = 1024;
 
 /// A bounded, concurrent token cache. Clones share the same cache, so credentials built with
 /// one [`TokenCache`] share their tokens.
@@ -42,23 +89,33 @@ pub struct TokenCache {
 }
 
 struct CacheInner {
-    partitions: papaya::HashMap<PartitionKey, Arc<Partition>, foldhash::fast::RandomState>,
-    slots: AtomicUsize,
-    capacity: usize,
-    /// Estimated bytes held: each token, its scopes and refresh token, plus
-    /// [`ENTRY_OVERHEAD_BYTES`] per slot.
+    shards: [RwLock<HashTable<Arc<Partition>>>; SHARDS],
+    hasher: foldhash::fast::RandomState,
+    /// Held for every change to what the cache holds; see the module docs.
+    books: Mutex<Books>,
+    /// Copies of the counts in `books`, written under it, for readers that take no lock.
+    len: AtomicUsize,
     bytes: AtomicUsize,
+    capacity: usize,
     max_bytes: usize,
-    evicting: Mutex<()>,
+    /// The use counter that orders slots for eviction.
+    uses: AtomicU64,
+    /// The requests in flight, by partition key and scopes.
+    inflight: Mutex<HashMap<FlightKey, Flight>>,
+    next_flight: AtomicU64,
     /// Realms and scope sets, stored once however many partitions use them.
     interned: Mutex<Interned>,
-    /// The request in flight for each slot (by address; the request holds the slot), so that
-    /// slots need no lock of their own.
-    inflight: Mutex<std::collections::HashMap<usize, WeakShared<SharedRequest>>>,
-    /// Held while a partition gains a slot (rare: a user asking for another API).
-    grow: Mutex<()>,
     /// The connection pools of the credentials built with this cache.
     http_pools: crate::endpoint::http::PoolRegistry,
+}
+
+/// What the cache holds, counted under one lock.
+#[derive(Default)]
+struct Books {
+    /// Slots (each holds a token).
+    len: usize,
+    /// The charges of the slots' tokens plus the lengths of the refresh tokens.
+    bytes: usize,
 }
 
 /// Strings many entries share.
@@ -68,22 +125,12 @@ struct Interned {
     scope_sets: Vec<Arc<[Box<str>]>>,
 }
 
-/// Past this many distinct realms or scope sets, new ones are no longer interned.
-const MAX_INTERNED: usize = 1024;
-
-/// What a slot costs beyond its token and refresh token: the cache's own structures (scope
-/// sets and tenants are shared). The `on_behalf_of` benchmark measures the real figure: about
-/// 250 bytes for a user's partition with one slot.
-pub(crate) const ENTRY_OVERHEAD_BYTES: usize = 256;
-/// Bytes a cache holds by default.
-pub(crate) const DEFAULT_MAX_BYTES: usize = 64 * 1024 * 1024;
-
 impl std::fmt::Debug for TokenCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TokenCache")
-            .field("slots", &self.inner.slots.load(Ordering::Relaxed))
+            .field("len", &self.len())
             .field("capacity", &self.inner.capacity)
-            .field("bytes", &self.inner.bytes.load(Ordering::Relaxed))
+            .field("bytes", &self.bytes())
             .field("max_bytes", &self.inner.max_bytes)
             .finish()
     }
@@ -109,6 +156,37 @@ pub(crate) type FetchFuture =
 /// A request whose answer every waiting caller shares.
 type SharedRequest = Pin<Box<dyn Future<Output = Result<AccessTokenInfo, CredentialError>> + Send>>;
 
+/// What a lookup found.
+#[derive(Debug)]
+pub(crate) enum Cached {
+    /// A valid token that needs no refresh, or whose refresh another caller started.
+    Fresh(AccessTokenInfo),
+    /// A valid token due for refresh: this caller should start the refresh in the background
+    /// (with [`FetchMode::Refresh`]) and use the token meanwhile.
+    RefreshDue(AccessTokenInfo),
+}
+
+impl Cached {
+    /// The token, whatever is to be done about its refresh.
+    #[cfg(test)]
+    pub(crate) fn into_info(self) -> AccessTokenInfo {
+        match self {
+            Self::Fresh(info) | Self::RefreshDue(info) => info,
+        }
+    }
+}
+
+/// How [`TokenCache::get_or_fetch`] treats the cache.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum FetchMode {
+    /// A valid cached token answers; else one request per key, every caller joining it.
+    Normal,
+    /// A proactive refresh: join the request in flight for the key, or start one.
+    Refresh,
+    /// A claims challenge: the cache is not consulted, but the result is stored.
+    Bypass,
+}
+
 impl TokenCache {
     /// A cache holding at most `capacity` tokens (10,000 by default) and 64 MiB.
     pub fn with_capacity(capacity: usize) -> Self {
@@ -122,17 +200,17 @@ impl TokenCache {
     pub fn with_limits(max_entries: usize, max_bytes: usize) -> Self {
         Self {
             inner: Arc::new(CacheInner {
-                partitions: papaya::HashMap::builder()
-                    .hasher(foldhash::fast::RandomState::default())
-                    .build(),
-                slots: AtomicUsize::new(0),
-                capacity: max_entries.max(1),
+                shards: std::array::from_fn(|_| RwLock::new(HashTable::new())),
+                hasher: foldhash::fast::RandomState::default(),
+                books: Mutex::new(Books::default()),
+                len: AtomicUsize::new(0),
                 bytes: AtomicUsize::new(0),
+                capacity: max_entries.max(1),
                 max_bytes: max_bytes.max(1),
-                evicting: Mutex::new(()),
+                uses: AtomicU64::new(0),
+                inflight: Mutex::new(HashMap::new()),
+                next_flight: AtomicU64::new(0),
                 interned: Mutex::new(Interned::default()),
-                inflight: Mutex::new(std::collections::HashMap::new()),
-                grow: Mutex::new(()),
                 http_pools: crate::endpoint::http::PoolRegistry::default(),
             }),
         }
@@ -155,7 +233,7 @@ impl TokenCache {
 
     /// How many tokens (slots) the cache holds.
     pub fn len(&self) -> usize {
-        self.inner.slots.load(Ordering::Relaxed)
+        self.inner.len.load(Ordering::Relaxed)
     }
 
     /// Whether the cache holds nothing.
@@ -168,327 +246,490 @@ impl TokenCache {
         self.inner.capacity
     }
 
-    /// The cached token for `scopes` when it needs no refresh; no lock, no allocation.
-    pub(crate) fn fresh(
+    /// The cached token for `scopes`, through the map; no allocation. A token due for refresh
+    /// is returned as [`Cached::RefreshDue`] to one caller per retry delay.
+    pub(crate) fn lookup(
         &self,
         key: &PartitionKeyRef<'_>,
         scopes: &SortedScopes<'_>,
         now: i64,
-    ) -> Option<AccessTokenInfo> {
-        let guard = self.inner.partitions.guard();
-        self.inner.partitions.get(key, &guard)?.fresh(scopes, now)
+    ) -> Option<Cached> {
+        let (hash, shard) = self.inner.shard(key);
+        let shard = read(shard);
+        let partition = shard.find(hash, |partition| key.matches(&partition.key))?;
+        self.inner.serve_partition(partition, scopes, now)
     }
 
-    /// As [`TokenCache::fresh`] for a credential's own partition (its configured tenant).
-    ///
-    /// First this thread's recent hits: an entry there answers with no shared write and no
-    /// lock, checked against the slot's version so a replaced or evicted token is never
-    /// served. Then the slot the credential's `hints` remember, skipping the map; then the map.
-    pub(crate) fn fresh_hinted(
+    /// As [`TokenCache::lookup`] for a credential's own partition (its configured tenant):
+    /// the slot the credential's `hints` remember answers without the map.
+    pub(crate) fn lookup_hinted(
         &self,
-        hints: &Arc<Hints>,
+        hints: &Hints,
         key: &PartitionKeyRef<'_>,
         scopes: &SortedScopes<'_>,
         now: i64,
-    ) -> Option<AccessTokenInfo> {
-        if let Some(token) = hot_lookup(hints, key.cae, scopes, now) {
-            return Some(token);
-        }
+    ) -> Option<Cached> {
         let hint = &hints[usize::from(key.cae)];
-        let remembered = hint
-            .slot
-            .load_full()
-            .filter(|slot| !slot.is_evicted() && scopes.equals(&slot.scopes));
-        let slot = match remembered {
-            Some(slot) => slot,
-            None => {
-                let guard = self.inner.partitions.guard();
-                let partition = self.inner.partitions.get(key, &guard)?;
-                let exact = partition.exact(scopes);
-                let Some(slot) = exact else {
-                    // Only a token for more scopes can answer: no slot to remember.
-                    return partition.fresh(scopes, now);
-                };
-                partition.touch(now);
-                hint.slot.store(Some(slot.clone()));
-                slot
-            }
-        };
-        // The version is read before the token, so a token stored meanwhile makes the hot
-        // entry look stale, never the other way round.
-        let version = slot.version.load(Ordering::Acquire);
-        slot.touch(now);
-        let token = slot.serve(now)?;
-        hot_record(hints, key.cae, slot, version, &token);
-        Some(token)
+        match self.inner.serve_hint(hint, scopes, now, true) {
+            HintAnswer::Served(cached) => return cached,
+            HintAnswer::NoHint => {}
+        }
+        let (hash, shard) = self.inner.shard(key);
+        let shard = read(shard);
+        let partition = shard.find(hash, |partition| key.matches(&partition.key))?;
+        let exact = partition.exact(scopes, |slot| {
+            hint.slot.store(Some(slot.clone()));
+            self.inner.serve(slot, now, true)
+        });
+        match exact {
+            Some(cached) => cached,
+            None => self.inner.serve_partition(partition, scopes, now),
+        }
     }
 
-    /// The token for `scopes`: cached when fresh, else fetched once however many callers ask.
-    /// With `bypass` (a claims challenge) the cache is not consulted, but the result is stored.
+    /// The token the credential's hint remembers for `scopes`, only when it needs no refresh:
+    /// the quickest answer there is, for plain requests to the credential's own tenant.
+    pub(crate) fn hinted_fresh(
+        &self,
+        hints: &Hints,
+        cae: bool,
+        scopes: &SortedScopes<'_>,
+        now: i64,
+    ) -> Option<AccessTokenInfo> {
+        match self
+            .inner
+            .serve_hint(&hints[usize::from(cae)], scopes, now, false)
+        {
+            HintAnswer::Served(Some(Cached::Fresh(info))) => Some(info),
+            _ => None,
+        }
+    }
+
+    /// The token for `scopes`: cached when valid (see [`FetchMode`]), else fetched once
+    /// however many callers ask; an error is shared by the callers of that request.
     pub(crate) async fn get_or_fetch(
         &self,
         key: &PartitionKeyRef<'_>,
         scopes: &SortedScopes<'_>,
         now: i64,
-        bypass: bool,
+        mode: FetchMode,
         fetch: impl FnOnce(Option<RefreshToken>) -> FetchFuture,
     ) -> Result<AccessTokenInfo, CredentialError> {
-        if let Some(token) = (!bypass).then(|| self.fresh(key, scopes, now)).flatten() {
-            return Ok(token);
-        }
-        let (partition, slot) = self.slot(key, scopes, now);
-        if bypass {
-            let fetched = fetch(partition.refresh_token()).await?;
-            return Ok(self.inner.store(&partition, &slot, fetched, now));
-        }
-        let current = slot.token.load_full();
-        let last_attempt = slot.last_attempt.load(Ordering::Relaxed);
-        match refresh_status(current.as_deref(), now, last_attempt) {
-            Refresh::NotNeeded => match current {
-                Some(token) => Ok(token.info()),
-                None => self.join_or_start(&partition, &slot, now, fetch).await,
-            },
-            Refresh::Required => {
-                slot.last_attempt.store(now, Ordering::Relaxed);
-                self.join_or_start(&partition, &slot, now, fetch).await
-            }
-            Refresh::Recommended => {
-                let Some(current) = current else {
-                    return self.join_or_start(&partition, &slot, now, fetch).await;
-                };
-                // One caller wins the right to refresh; the others keep the cached token.
-                let won = slot
-                    .last_attempt
-                    .compare_exchange(last_attempt, now, Ordering::AcqRel, Ordering::Relaxed)
-                    .is_ok();
-                if !won {
-                    return Ok(current.info());
-                }
-                match self.join_or_start(&partition, &slot, now, fetch).await {
-                    Ok(token) => Ok(token),
-                    Err(error) => {
-                        tracing::warn!(
-                            "proactive token refresh failed; the cached token stays in use: {error}"
-                        );
-                        Ok(current.info())
-                    }
-                }
-            }
-        }
-    }
-
-    /// Drops the partition's refresh token if it is still `stale` (Entra ID refused it).
-    pub(crate) fn evict_refresh_token(&self, key: &PartitionKeyRef<'_>, stale: &RefreshToken) {
-        let guard = self.inner.partitions.guard();
-        if let Some(partition) = self.inner.partitions.get(key, &guard) {
-            let mut current = partition.lock_refresh_token();
-            if current
-                .as_ref()
-                .is_some_and(|current| current.as_str() == stale.expose_secret())
-            {
-                *current = None;
-                self.inner.account(0, stale.expose_secret().len());
-            }
-        }
-    }
-
-    async fn join_or_start(
-        &self,
-        partition: &Arc<Partition>,
-        slot: &Arc<Slot>,
-        now: i64,
-        fetch: impl FnOnce(Option<RefreshToken>) -> FetchFuture,
-    ) -> Result<AccessTokenInfo, CredentialError> {
-        let address = Arc::as_ptr(slot) as usize;
-        let shared = {
-            let mut inflight = self
+        let flight_key = FlightKey {
+            partition: key.into_owned(&self.inner),
+            scopes: self.inner.intern_scopes(scopes),
+        };
+        if mode == FetchMode::Bypass {
+            let fetched = fetch(self.inner.refresh_token(&flight_key.partition)).await?;
+            return Ok(self
                 .inner
-                .inflight
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            match inflight.get(&address).and_then(WeakShared::upgrade) {
+                .store(&flight_key.partition, &flight_key.scopes, fetched, now));
+        }
+        let request = {
+            let mut inflight = self.inner.lock_inflight();
+            let running = inflight
+                .get(&flight_key)
+                .and_then(|flight| flight.request.upgrade());
+            match running {
                 Some(running) => running,
                 None => {
-                    let request = fetch(partition.refresh_token());
-                    let (cache, partition, slot) =
-                        (self.inner.clone(), partition.clone(), slot.clone());
+                    // The request that filled the cache may have finished between the
+                    // caller's lookup and now: its token is visible before its entry goes.
+                    if mode == FetchMode::Normal
+                        && let Some(token) = self.inner.valid(&flight_key, now)
+                    {
+                        return Ok(token);
+                    }
+                    let id = self.inner.next_flight.fetch_add(1, Ordering::Relaxed);
+                    let request = fetch(self.inner.refresh_token(&flight_key.partition));
+                    // Moved into the request from the start, so that dropping the request
+                    // unpolled still removes its entry.
+                    let guard = FlightGuard {
+                        cache: self.inner.clone(),
+                        key: flight_key.clone(),
+                        id,
+                    };
                     let future: SharedRequest = Box::pin(async move {
-                        let outcome = request
-                            .await
-                            .map(|fetched| cache.store(&partition, &slot, fetched, now));
-                        // Later callers start afresh: this request's answer is spent.
-                        cache
-                            .inflight
-                            .lock()
-                            .unwrap_or_else(std::sync::PoisonError::into_inner)
-                            .remove(&(Arc::as_ptr(&slot) as usize));
-                        outcome
+                        let guard = guard;
+                        let fetched = request.await?;
+                        // Stored before the guard removes the entry (see above).
+                        Ok(guard
+                            .cache
+                            .store(&guard.key.partition, &guard.key.scopes, fetched, now))
                     });
                     let shared = future.shared();
-                    if let Some(weak) = shared.downgrade() {
-                        inflight.insert(address, weak);
+                    if let Some(request) = shared.downgrade() {
+                        inflight.insert(flight_key, Flight { id, request });
                     }
                     shared
                 }
             }
         };
-        shared.await
+        request.await
     }
 
-    /// The partition and slot for a key and scopes, created when missing.
-    fn slot(
+    /// Drops the partition's refresh token if it is still `stale` (Entra ID refused it).
+    pub(crate) fn evict_refresh_token(&self, key: &PartitionKeyRef<'_>, stale: &RefreshToken) {
+        let mut books = self.inner.lock_books();
+        let (hash, shard) = self.inner.shard(key);
+        let shard = read(shard);
+        let Some(partition) = shard.find(hash, |partition| key.matches(&partition.key)) else {
+            return;
+        };
+        let mut current = partition.lock_refresh_token();
+        if current
+            .as_ref()
+            .is_some_and(|current| current.as_str() == stale.expose_secret())
+        {
+            *current = None;
+            books.bytes -= stale.expose_secret().len();
+            self.inner.publish(&books);
+        }
+    }
+
+    /// The requests in flight (for tests: none may be left behind).
+    #[cfg(test)]
+    pub(crate) fn in_flight(&self) -> usize {
+        self.inner.lock_inflight().len()
+    }
+
+    /// Recounts the entries and bytes from the live entries and checks them against the
+    /// counters and the limits.
+    #[cfg(test)]
+    pub(crate) fn check_invariants(&self) -> Result<(), String> {
+        let books = self.inner.lock_books();
+        let (mut len, mut bytes) = (0, 0);
+        for shard in &self.inner.shards {
+            for partition in read(shard).iter() {
+                for slot in partition.all_slots() {
+                    if slot.evicted.load(Ordering::Relaxed) {
+                        return Err("an evicted slot in the map".to_owned());
+                    }
+                    let token = slot.token.load();
+                    let token = token.as_ref().ok_or("a live slot without a token")?;
+                    len += 1;
+                    bytes += charge(token);
+                }
+                bytes += partition
+                    .lock_refresh_token()
+                    .as_ref()
+                    .map_or(0, |rt| rt.len());
+            }
+        }
+        if (len, bytes) != (books.len, books.bytes) {
+            return Err(format!(
+                "counted {} entries and {} bytes, live {len} and {bytes}",
+                books.len, books.bytes
+            ));
+        }
+        if (self.len(), self.bytes()) != (len, bytes) {
+            return Err("published counters differ".to_owned());
+        }
+        if len > self.inner.capacity || bytes > self.inner.max_bytes {
+            return Err(format!("beyond the limits: {len} entries, {bytes} bytes"));
+        }
+        Ok(())
+    }
+
+    /// The token of the slot for exactly `scopes`, read without touching anything (for tests).
+    #[cfg(test)]
+    pub(crate) fn peek(
         &self,
         key: &PartitionKeyRef<'_>,
         scopes: &SortedScopes<'_>,
-        now: i64,
-    ) -> (Arc<Partition>, Arc<Slot>) {
-        let existing = {
-            let guard = self.inner.partitions.guard();
-            self.inner.partitions.get(key, &guard).cloned()
-        };
-        let partition = match existing {
-            Some(partition) => partition,
-            None => {
-                // A new partition starts with the slot for these scopes.
-                let first = Arc::new(Slot::new(self.inner.intern_scopes(scopes)));
-                let guard = self.inner.partitions.guard();
-                let partition = self
-                    .inner
-                    .partitions
-                    .get_or_insert_with(
-                        key.into_owned(&self.inner),
-                        || Arc::new(Partition::new(now, first.clone())),
-                        &guard,
-                    )
-                    .clone();
-                if Arc::ptr_eq(&partition.first, &first) {
-                    self.inner.slots.fetch_add(1, Ordering::Relaxed);
-                    self.evict_if_full(now);
-                    return (partition, first);
-                }
-                partition
-            }
-        };
-        partition.touch(now);
-        if let Some(slot) = partition.exact(scopes) {
-            return (partition, slot);
-        }
-        let slot = {
-            let _grow = self
-                .inner
-                .grow
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            match partition.exact(scopes) {
-                Some(slot) => slot,
-                None => {
-                    let slot = Arc::new(Slot::new(self.inner.intern_scopes(scopes)));
-                    let more = partition.more.load_full();
-                    let mut grown =
-                        Vec::with_capacity(more.as_ref().map_or(0, |more| more.len()) + 1);
-                    grown.extend(more.iter().flat_map(|more| more.iter().cloned()));
-                    grown.push(slot.clone());
-                    partition.more.store(Some(Arc::new(grown)));
-                    self.inner.slots.fetch_add(1, Ordering::Relaxed);
-                    slot
-                }
-            }
-        };
-        self.evict_if_full(now);
-        (partition, slot)
+    ) -> Option<String> {
+        let (hash, shard) = self.inner.shard(key);
+        let shard = read(shard);
+        let partition = shard.find(hash, |partition| key.matches(&partition.key))?;
+        partition
+            .exact(scopes, |slot| {
+                slot.token
+                    .load()
+                    .as_ref()
+                    .map(|token| String::from(token.secret.as_str()))
+            })
+            .flatten()
     }
 
-    fn evict_if_full(&self, now: i64) {
-        if self.inner.slots.load(Ordering::Relaxed) > self.inner.capacity {
-            self.inner.evict(now);
-        }
+    /// The use stamp of a partition (for tests of the eviction order).
+    #[cfg(test)]
+    pub(crate) fn partition_stamp(&self, key: &PartitionKeyRef<'_>) -> Option<u64> {
+        let (hash, shard) = self.inner.shard(key);
+        let shard = read(shard);
+        let partition = shard.find(hash, |partition| key.matches(&partition.key))?;
+        Some(partition.last_used())
     }
 }
 
+/// What a hint answered.
+enum HintAnswer {
+    /// The hint's slot is the one for these scopes: its answer is final.
+    Served(Option<Cached>),
+    /// No usable hint: look in the map.
+    NoHint,
+}
+
 impl CacheInner {
-    /// Stores a fetched token (and refresh token), keeping the byte count.
-    fn store(
+    fn shard<K: Hash + ?Sized>(&self, key: &K) -> (u64, &RwLock<HashTable<Arc<Partition>>>) {
+        let hash = self.hasher.hash_one(key);
+        // Bits the table's own index and control bytes do not use (low and top bits).
+        let index = (hash >> 32) as usize % SHARDS;
+        (hash, &self.shards[index])
+    }
+
+    fn lock_books(&self) -> MutexGuard<'_, Books> {
+        // The counters are consistent whenever the lock is released, even by a panic: every
+        // update is a plain assignment after the entries changed.
+        self.books.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn lock_inflight(&self) -> MutexGuard<'_, HashMap<FlightKey, Flight>> {
+        self.inflight.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn publish(&self, books: &Books) {
+        self.len.store(books.len, Ordering::Relaxed);
+        self.bytes.store(books.bytes, Ordering::Relaxed);
+    }
+
+    fn serve_hint(
+        &self,
+        hint: &PartitionHint,
+        scopes: &SortedScopes<'_>,
+        now: i64,
+        claim: bool,
+    ) -> HintAnswer {
+        let remembered = hint.slot.load();
+        let Some(slot) = remembered.as_ref() else {
+            return HintAnswer::NoHint;
+        };
+        if !scopes.equals(&slot.scopes) {
+            return HintAnswer::NoHint;
+        }
+        if slot.evicted.load(Ordering::Acquire) {
+            drop(remembered);
+            hint.slot.store(None);
+            return HintAnswer::NoHint;
+        }
+        HintAnswer::Served(self.serve(slot, now, claim))
+    }
+
+    /// The token for `scopes` in a partition: its own slot's, else a valid token for more
+    /// scopes that needs no refresh of its own.
+    fn serve_partition(
         &self,
         partition: &Partition,
-        slot: &Slot,
+        scopes: &SortedScopes<'_>,
+        now: i64,
+    ) -> Option<Cached> {
+        if let Some(cached) = partition.exact(scopes, |slot| self.serve(slot, now, true)) {
+            return cached;
+        }
+        let more = partition.more.load();
+        std::iter::once(&partition.first)
+            .chain(more.as_deref().into_iter().flatten())
+            .filter(|slot| scopes.is_subset_of(&slot.scopes))
+            .find_map(|slot| match self.serve(slot, now, false)? {
+                Cached::Fresh(info) => Some(Cached::Fresh(info)),
+                Cached::RefreshDue(_) => None,
+            })
+    }
+
+    /// A slot's token when valid. Due for refresh, it is [`Cached::RefreshDue`] for the one
+    /// caller (with `claim`) that wins the attempt; without `claim` such a token is `None`, so
+    /// that the caller comes back through a path that can start the refresh.
+    fn serve(&self, slot: &Slot, now: i64, claim: bool) -> Option<Cached> {
+        let token = slot.token.load();
+        let token = token.as_ref()?;
+        let last_attempt = token.last_attempt.load(Ordering::Relaxed);
+        let refresh_due = match refresh_status(Some(&**token), now, last_attempt) {
+            Refresh::Required => return None,
+            Refresh::NotNeeded => false,
+            Refresh::Recommended if !claim => return None,
+            Refresh::Recommended => token
+                .last_attempt
+                .compare_exchange(last_attempt, now, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok(),
+        };
+        self.touch(slot);
+        let info = token_info(slot, token);
+        Some(if refresh_due {
+            Cached::RefreshDue(info)
+        } else {
+            Cached::Fresh(info)
+        })
+    }
+
+    /// Stamps a slot as the most recently used, writing only when it is not already: a
+    /// repeated hit on one slot writes nothing shared.
+    fn touch(&self, slot: &Slot) {
+        let newest = self.uses.load(Ordering::Relaxed);
+        if slot.last_used.load(Ordering::Relaxed) != newest {
+            self.stamp(slot);
+        }
+    }
+
+    /// Stamps a slot as the most recently used.
+    fn stamp(&self, slot: &Slot) {
+        let stamp = self.uses.fetch_add(1, Ordering::Relaxed) + 1;
+        slot.last_used.store(stamp, Ordering::Relaxed);
+    }
+
+    /// The slot's token for exactly these scopes when not expired, due for refresh or not.
+    fn valid(&self, key: &FlightKey, now: i64) -> Option<AccessTokenInfo> {
+        let (hash, shard) = self.shard(&key.partition);
+        let shard = read(shard);
+        let partition = shard.find(hash, |partition| partition.key == key.partition)?;
+        partition
+            .slot(&key.scopes, |slot| {
+                let token = slot.token.load();
+                let token = token.as_ref().filter(|token| token.expires_on > now)?;
+                self.touch(slot);
+                Some(token_info(slot, token))
+            })
+            .flatten()
+    }
+
+    /// A copy of the partition's refresh token, for a request.
+    fn refresh_token(&self, key: &PartitionKey) -> Option<RefreshToken> {
+        let (hash, shard) = self.shard(key);
+        let shard = read(shard);
+        let partition = shard.find(hash, |partition| partition.key == *key)?;
+        partition
+            .lock_refresh_token()
+            .as_ref()
+            .map(|token| RefreshToken::new(token.as_str()))
+    }
+
+    /// Stores a fetched token (and refresh token) under its key, making the partition and
+    /// slot when missing (also when evicted while the request was in flight), counts it, and
+    /// evicts when over a limit. Returns the token for the request's callers.
+    fn store(
+        &self,
+        key: &PartitionKey,
+        scopes: &Arc<[Box<str>]>,
         fetched: Fetched,
         now: i64,
     ) -> AccessTokenInfo {
+        let token = Arc::new(CachedToken::new(&fetched.info));
+        let mut books = self.lock_books();
+        let (hash, shard) = self.shard(key);
+        let mut shard = write(shard);
+        let existing = shard.find(hash, |partition| partition.key == *key).cloned();
+        let partition = match existing {
+            Some(partition) => {
+                let replaced = partition.slot(scopes, |slot| {
+                    books.bytes += charge(&token);
+                    if let Some(old) = slot.token.swap(Some(token.clone())) {
+                        books.bytes -= charge(&old);
+                    }
+                    // The handles of the old token go with it.
+                    slot.stripes.store(None);
+                    self.stamp(slot);
+                });
+                match replaced {
+                    Some(()) => {}
+                    None => {
+                        let slot = Arc::new(Slot::new(scopes.clone(), token));
+                        books.len += 1;
+                        books.bytes += charge_slot(&slot);
+                        self.stamp(&slot);
+                        let more = partition.more.load_full();
+                        let mut grown =
+                            Vec::with_capacity(more.as_ref().map_or(0, |more| more.len()) + 1);
+                        grown.extend(more.iter().flat_map(|more| more.iter().cloned()));
+                        grown.push(slot);
+                        partition.more.store(Some(Arc::new(grown)));
+                    }
+                }
+                partition
+            }
+            None => {
+                let slot = Arc::new(Slot::new(scopes.clone(), token));
+                books.len += 1;
+                books.bytes += charge_slot(&slot);
+                self.stamp(&slot);
+                let partition = Arc::new(Partition::new(key.clone(), slot));
+                shard.insert_unique(hash, partition.clone(), |partition| {
+                    self.hasher.hash_one(&partition.key)
+                });
+                partition
+            }
+        };
         if let Some(refresh_token) = fetched.refresh_token {
-            let size = refresh_token.expose_secret().len();
-            let previous = partition
-                .lock_refresh_token()
-                .replace(Zeroizing::new(refresh_token.expose_secret().to_owned()));
-            self.account(size, previous.map_or(0, |old| old.len()));
+            let mut current = partition.lock_refresh_token();
+            if let Some(old) = current.as_ref() {
+                books.bytes -= old.len();
+            }
+            books.bytes += refresh_token.expose_secret().len();
+            *current = Some(Zeroizing::new(refresh_token.expose_secret().to_owned()));
         }
-        let cached = CachedToken::new(&fetched.info);
-        let size = Self::token_bytes(&cached);
-        let previous = slot.token.swap(Some(Arc::new(cached)));
-        self.account(size, previous.map_or(0, |old| Self::token_bytes(&old)));
-        slot.version.fetch_add(1, Ordering::Release);
-        if self.bytes.load(Ordering::Relaxed) > self.max_bytes {
-            self.evict(now);
-        }
+        drop(shard);
+        self.evict_if_over(&mut books, now);
+        self.publish(&books);
         fetched.info
     }
 
-    /// Brings the cache under 90 % of both limits: partitions with no valid token first,
-    /// then the least recently used.
-    fn evict(&self, now: i64) {
-        let Ok(_evicting) = self.evicting.try_lock() else {
-            return; // another caller is already evicting
-        };
+    /// Past either limit, brings the cache under 90 % of both: partitions with no valid token
+    /// first, then the least recently used. Batched, so its cost spreads over many stores.
+    fn evict_if_over(&self, books: &mut Books, now: i64) {
+        if books.len <= self.capacity && books.bytes <= self.max_bytes {
+            return;
+        }
         let entry_target = self.capacity - self.capacity / 10;
         let byte_target = self.max_bytes - self.max_bytes / 10;
-        let over = || {
-            self.slots.load(Ordering::Relaxed) > entry_target
-                || self.bytes.load(Ordering::Relaxed) > byte_target
-        };
-        let guard = self.partitions.guard();
-        let mut candidates: Vec<(bool, i64, PartitionKey)> = self
-            .partitions
-            .iter(&guard)
-            .map(|(key, partition)| {
-                // A slot still waiting for its first token is not dead: it is being filled.
-                let live = partition.all_slots().iter().any(|slot| {
-                    slot.token
-                        .load()
-                        .as_deref()
-                        .is_none_or(|token| token.expires_on > now)
-                });
-                (live, partition.last_used(), key.clone())
+        let mut candidates: Vec<(bool, u64, Arc<Partition>)> = self
+            .shards
+            .iter()
+            .flat_map(|shard| {
+                read(shard)
+                    .iter()
+                    .map(|partition| {
+                        (
+                            partition.is_live(now),
+                            partition.last_used(),
+                            partition.clone(),
+                        )
+                    })
+                    .collect::<Vec<_>>()
             })
             .collect();
-        // Dead partitions (false) sort first, then the oldest.
+        // Dead partitions (false) sort first, then the least recently used.
         candidates.sort_unstable_by_key(|(live, last_used, _)| (*live, *last_used));
-        for (_, _, key) in candidates {
-            if !over() {
+        for (_, _, partition) in candidates {
+            if books.len <= entry_target && books.bytes <= byte_target {
                 break;
             }
-            if let Some(partition) = self.partitions.remove(&key, &guard) {
-                let slots = partition.all_slots();
-                for slot in slots.iter() {
-                    slot.version.fetch_or(EVICTED, Ordering::Release);
-                }
-                self.slots.fetch_sub(slots.len(), Ordering::Relaxed);
-                let bytes = slots
-                    .iter()
-                    .filter_map(|slot| slot.token.load().as_deref().map(Self::token_bytes))
-                    .sum::<usize>()
-                    + partition
-                        .lock_refresh_token()
-                        .as_ref()
-                        .map_or(0, |rt| rt.len());
-                self.account(0, bytes);
+            self.remove(books, &partition);
+        }
+    }
+
+    /// Takes a partition out of the map and its charges out of the books.
+    fn remove(&self, books: &mut Books, partition: &Arc<Partition>) {
+        let (hash, shard) = self.shard(&partition.key);
+        let removed = write(shard)
+            .find_entry(hash, |other| Arc::ptr_eq(other, partition))
+            .map(|entry| drop(entry.remove()))
+            .is_ok();
+        if !removed {
+            return;
+        }
+        for slot in partition.all_slots() {
+            slot.evicted.store(true, Ordering::Release);
+            // Frees the token now, even while a credential's hint still holds the slot.
+            if let Some(token) = slot.token.swap(None) {
+                books.bytes -= charge(&token);
             }
+            slot.stripes.store(None);
+            books.len -= 1;
+        }
+        if let Some(refresh_token) = partition.lock_refresh_token().take() {
+            books.bytes -= refresh_token.len();
         }
     }
 
     fn intern_realm(&self, app: &Arc<str>, tenant: &str, cae: bool) -> Arc<Realm> {
-        let mut interned = self
-            .interned
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut interned = self.interned.lock().unwrap_or_else(PoisonError::into_inner);
         let known = interned.realms.iter().find(|realm| {
             realm.cae == cae
                 && *realm.tenant == *tenant
@@ -509,10 +750,7 @@ impl CacheInner {
     }
 
     fn intern_scopes(&self, scopes: &SortedScopes<'_>) -> Arc<[Box<str>]> {
-        let mut interned = self
-            .interned
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut interned = self.interned.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(found) = interned
             .scope_sets
             .iter()
@@ -530,131 +768,58 @@ impl CacheInner {
         }
         set
     }
+}
 
-    /// What a slot's token is counted as.
-    fn token_bytes(token: &CachedToken) -> usize {
-        token.secret.len() + ENTRY_OVERHEAD_BYTES
-    }
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    // Every change under the write lock leaves the table consistent; a panic cannot leave
+    // it half-changed.
+    lock.read().unwrap_or_else(PoisonError::into_inner)
+}
 
-    fn account(&self, added: usize, removed: usize) {
-        if added >= removed {
-            self.bytes.fetch_add(added - removed, Ordering::Relaxed);
-        } else {
-            self.bytes.fetch_sub(removed - added, Ordering::Relaxed);
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// What a token is counted as.
+fn charge(token: &CachedToken) -> usize {
+    token.secret.len() + ENTRY_OVERHEAD_BYTES
+}
+
+fn charge_slot(slot: &Slot) -> usize {
+    slot.token.load().as_deref().map_or(0, charge)
+}
+
+/// The key of a request in flight.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct FlightKey {
+    partition: PartitionKey,
+    scopes: Arc<[Box<str>]>,
+}
+
+/// A request in flight: weak, so that it ends when no caller waits for it any more.
+struct Flight {
+    id: u64,
+    request: WeakShared<SharedRequest>,
+}
+
+/// Removes its request's entry from the in-flight map when the request completes or is
+/// dropped, unless a newer request has taken the key.
+struct FlightGuard {
+    cache: Arc<CacheInner>,
+    key: FlightKey,
+    id: u64,
+}
+
+impl Drop for FlightGuard {
+    fn drop(&mut self) {
+        let mut inflight = self.cache.lock_inflight();
+        if inflight
+            .get(&self.key)
+            .is_some_and(|flight| flight.id == self.id)
+        {
+            inflight.remove(&self.key);
         }
     }
-}
-
-/// How many recent hits each thread remembers.
-const HOT_ENTRIES: usize = 16;
-
-/// A recent hit of this thread.
-struct HotEntry {
-    /// The credential's hints; a weak reference keeps the address from being reused by
-    /// another credential while the entry exists.
-    owner: std::sync::Weak<Hints>,
-    cae: bool,
-    slot: Arc<Slot>,
-    version: u64,
-    token: AccessTokenInfo,
-    /// Hits served from this entry; a token hit often gets a copy of its own.
-    hits: u32,
-}
-
-/// After this many hits a thread copies the token for itself: every clone of one shared
-/// secret touches one reference count, and hits from two cores on the same token would make
-/// that cache line bounce between them. A token this thread reads only now and then keeps
-/// sharing the cache's copy, so cycling through many users allocates nothing.
-const COPY_AFTER_HITS: u32 = 4;
-
-std::thread_local! {
-    static HOT: std::cell::RefCell<Vec<HotEntry>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// This thread's recent hit, as an [`AccessToken`]: the quickest answer there is.
-pub(crate) fn hot_token(
-    hints: &Arc<Hints>,
-    cae: bool,
-    scopes: &SortedScopes<'_>,
-    now: i64,
-) -> Option<AccessToken> {
-    with_hot_entry(hints, cae, scopes, now, |token| AccessToken {
-        token: token.token.clone(),
-        expires_on: token.expires_on,
-    })
-}
-
-fn hot_lookup(
-    hints: &Arc<Hints>,
-    cae: bool,
-    scopes: &SortedScopes<'_>,
-    now: i64,
-) -> Option<AccessTokenInfo> {
-    with_hot_entry(hints, cae, scopes, now, AccessTokenInfo::clone)
-}
-
-/// Answers from this thread's entry for the credential (`hints`), flag and scopes, if it is
-/// still current: same token version, not evicted, and needing no refresh.
-fn with_hot_entry<T>(
-    hints: &Arc<Hints>,
-    cae: bool,
-    scopes: &SortedScopes<'_>,
-    now: i64,
-    answer: impl FnOnce(&AccessTokenInfo) -> T,
-) -> Option<T> {
-    let owner = Arc::as_ptr(hints);
-    HOT.with(|hot| {
-        let mut hot = hot.borrow_mut();
-        let entry = hot.iter_mut().find(|entry| {
-            entry.cae == cae
-                && std::ptr::eq(entry.owner.as_ptr(), owner)
-                && scopes.equals(&entry.slot.scopes)
-        })?;
-        let slot = &entry.slot;
-        if slot.version.load(Ordering::Acquire) != entry.version {
-            return None;
-        }
-        let last_attempt = slot.last_attempt.load(Ordering::Relaxed);
-        if refresh_status(Some(&entry.token), now, last_attempt) != Refresh::NotNeeded {
-            return None;
-        }
-        slot.touch(now);
-        entry.hits = entry.hits.saturating_add(1);
-        if entry.hits == COPY_AFTER_HITS {
-            entry.token.token = AccessTokenSecret::new(entry.token.token.expose_secret());
-        }
-        Some(answer(&entry.token))
-    })
-}
-
-fn hot_record(
-    hints: &Arc<Hints>,
-    cae: bool,
-    slot: Arc<Slot>,
-    version: u64,
-    token: &AccessTokenInfo,
-) {
-    let owner = Arc::as_ptr(hints);
-    HOT.with(|hot| {
-        let mut hot = hot.borrow_mut();
-        hot.retain(|entry| {
-            !(entry.cae == cae
-                && std::ptr::eq(entry.owner.as_ptr(), owner)
-                && Arc::ptr_eq(&entry.slot, &slot))
-                && entry.owner.strong_count() > 0
-        });
-        if hot.len() >= HOT_ENTRIES {
-            hot.remove(0);
-        }
-        hot.push(HotEntry {
-            owner: Arc::downgrade(hints),
-            cae,
-            slot,
-            version,
-            token: token.clone(),
-            hits: 0,
-        });
-    });
 }
 
 /// A credential's hints: the slot of its last hit, for plain and for CAE tokens.
@@ -672,50 +837,16 @@ impl std::fmt::Debug for PartitionHint {
     }
 }
 
-/// A token as a slot keeps it: one allocation holding the secret and its times.
+/// A token as a slot keeps it: the secret and its times.
 pub(crate) struct CachedToken {
     secret: Zeroizing<String>,
     expires_on: i64,
     /// `i64::MIN` when there is none.
     refresh_on: i64,
-    /// An index into [`TOKEN_TYPES`]; 0 is `Bearer`.
-    token_type: u32,
-}
-
-/// Token types other than `Bearer`, which Entra ID hardly ever sends: stored once each.
-static TOKEN_TYPES: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
-
-/// The index of a token type (0 for `Bearer`).
-fn token_type_index(token_type: &str) -> u32 {
-    if token_type == "Bearer" {
-        return 0;
-    }
-    let mut types = TOKEN_TYPES
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let index = match types.iter().position(|known| *known == token_type) {
-        Some(index) => index,
-        None if types.len() < 64 => {
-            // A handful of strings, leaked once, for the life of the process.
-            types.push(Box::leak(Box::from(token_type)));
-            types.len() - 1
-        }
-        None => return u32::MAX,
-    };
-    u32::try_from(index + 1).unwrap_or(u32::MAX)
-}
-
-fn token_type_name(index: u32) -> Cow<'static, str> {
-    if index == 0 {
-        return Cow::Borrowed("Bearer");
-    }
-    let types = TOKEN_TYPES
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let name = usize::try_from(index - 1)
-        .ok()
-        .and_then(|index| types.get(index).copied());
-    name.map_or(Cow::Borrowed("Bearer"), Cow::Borrowed)
+    /// When a proactive refresh of this token was last started (`i64::MIN`: never).
+    last_attempt: AtomicI64,
+    /// `None` for `Bearer`, the type Entra ID sends.
+    token_type: Option<Box<str>>,
 }
 
 impl CachedToken {
@@ -724,25 +855,95 @@ impl CachedToken {
             secret: Zeroizing::new(info.token.expose_secret().to_owned()),
             expires_on: info.expires_on,
             refresh_on: info.refresh_on.unwrap_or(i64::MIN),
-            token_type: token_type_index(&info.token_type),
+            last_attempt: AtomicI64::new(i64::MIN),
+            token_type: (info.token_type != "Bearer").then(|| Box::from(&*info.token_type)),
         }
     }
 
-    /// The token as callers get it, sharing the cache's copy of the secret.
-    fn info(self: &Arc<Self>) -> AccessTokenInfo {
-        AccessTokenInfo {
-            token: AccessTokenSecret::shared(self.clone()),
-            expires_on: self.expires_on,
-            token_type: token_type_name(self.token_type),
-            refresh_on: (self.refresh_on != i64::MIN).then_some(self.refresh_on),
+    /// The token type: borrowed for `Bearer`, a copy for the rare others.
+    fn token_type(&self) -> Cow<'static, str> {
+        match &self.token_type {
+            None => Cow::Borrowed("Bearer"),
+            Some(other) => Cow::Owned(String::from(&**other)),
         }
     }
 }
 
-impl SharedSecret for CachedToken {
-    fn secret(&self) -> &str {
-        &self.secret
+/// The token as callers get it, sharing the cache's copy of the secret through the calling
+/// thread's stripe handle.
+fn token_info(slot: &Slot, token: &Arc<CachedToken>) -> AccessTokenInfo {
+    AccessTokenInfo {
+        token: AccessTokenSecret::shared(stripe_handle(slot, token)),
+        expires_on: token.expires_on,
+        token_type: token.token_type(),
+        refresh_on: (token.refresh_on != i64::MIN).then_some(token.refresh_on),
     }
+}
+
+/// The handles of one token, made lazily, one per group of threads.
+struct Stripes {
+    token: Arc<CachedToken>,
+    handles: [OnceLock<Arc<Stripe>>; STRIPES],
+}
+
+/// A handle on a token's secret; its reference count sits in a cache line of its own, so
+/// threads of different stripes cloning their handles do not disturb each other.
+struct Stripe {
+    token: Arc<CachedToken>,
+    /// Keeps the next allocation's counters out of this cache line (with the counters and
+    /// the allocator's header, the allocation spans more than 128 bytes).
+    _padding: [u64; 14],
+}
+
+impl SharedSecret for Stripe {
+    fn secret(&self) -> &str {
+        &self.token.secret
+    }
+}
+
+std::thread_local! {
+    static THREAD_STRIPE: usize = next_thread_stripe();
+}
+
+fn next_thread_stripe() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES
+}
+
+/// The calling thread's handle on `token`, made on its first hit from this thread's stripe.
+fn stripe_handle(slot: &Slot, token: &Arc<CachedToken>) -> Arc<dyn SharedSecret> {
+    // A thread being torn down has no thread-local left: it shares the first stripe.
+    let index = THREAD_STRIPE.try_with(|index| *index).unwrap_or(0);
+    let make = || {
+        Arc::new(Stripe {
+            token: token.clone(),
+            _padding: [0; 14],
+        })
+    };
+    let stripes = slot.stripes.load();
+    if let Some(stripes) = stripes
+        .as_ref()
+        .filter(|stripes| Arc::ptr_eq(&stripes.token, token))
+    {
+        return stripes.handles[index].get_or_init(make).clone();
+    }
+    drop(stripes);
+    let stripes = Arc::new(Stripes {
+        token: token.clone(),
+        handles: Default::default(),
+    });
+    let handle = stripes.handles[index].get_or_init(make).clone();
+    slot.stripes.store(Some(stripes));
+    // Eviction or a new token may have cleared the handles meanwhile: do not keep these.
+    let current = slot.token.load();
+    if slot.evicted.load(Ordering::Acquire)
+        || !current
+            .as_ref()
+            .is_some_and(|current| Arc::ptr_eq(current, token))
+    {
+        slot.stripes.store(None);
+    }
+    handle
 }
 
 /// When a token expires and should be refreshed.
@@ -806,7 +1007,10 @@ pub(crate) fn refresh_status(token: Option<&impl Expiry>, now: i64, last_attempt
     Refresh::NotNeeded
 }
 
+/// A partition: its key, its slots and the user's refresh token. Its slots and refresh token
+/// change only under the cache's `books` lock.
 pub(crate) struct Partition {
+    key: PartitionKey,
     /// The slot the partition was made for: most partitions (one user, one API) have no other.
     first: Arc<Slot>,
     /// Slots for other scope sets.
@@ -816,38 +1020,45 @@ pub(crate) struct Partition {
 }
 
 impl Partition {
-    /// The token for `scopes` if it needs no refresh: an exact match, or a token for more
-    /// scopes.
-    fn fresh(&self, scopes: &SortedScopes<'_>, now: i64) -> Option<AccessTokenInfo> {
-        self.touch(now);
-        if scopes.equals(&self.first.scopes) {
-            return self.first.serve(now);
+    fn new(key: PartitionKey, first: Arc<Slot>) -> Self {
+        Self {
+            key,
+            first,
+            more: ArcSwapOption::empty(),
+            refresh_token: Mutex::new(None),
         }
-        let more = self.more.load();
-        let more = more.as_deref().map_or(&[][..], Vec::as_slice);
-        if let Some(slot) = more.iter().find(|slot| scopes.equals(&slot.scopes)) {
-            return slot.serve(now);
-        }
-        // A token for more scopes serves fewer, while it needs no refresh of its own.
-        std::iter::once(&self.first)
-            .chain(more)
-            .filter(|slot| scopes.is_subset_of(&slot.scopes))
-            .find_map(|slot| slot.serve(now))
     }
 
-    /// The slot for exactly these scopes.
-    fn exact(&self, scopes: &SortedScopes<'_>) -> Option<Arc<Slot>> {
-        if scopes.equals(&self.first.scopes) {
-            return Some(self.first.clone());
+    /// Calls `found` with the slot for exactly these scopes.
+    fn exact<R>(
+        &self,
+        scopes: &SortedScopes<'_>,
+        found: impl FnOnce(&Arc<Slot>) -> R,
+    ) -> Option<R> {
+        self.find(|slot| scopes.equals(&slot.scopes), found)
+    }
+
+    /// Calls `found` with the slot for exactly these (owned) scopes.
+    fn slot<R>(&self, scopes: &Arc<[Box<str>]>, found: impl FnOnce(&Arc<Slot>) -> R) -> Option<R> {
+        self.find(|slot| slot.scopes == *scopes, found)
+    }
+
+    fn find<R>(
+        &self,
+        matches: impl Fn(&Slot) -> bool,
+        found: impl FnOnce(&Arc<Slot>) -> R,
+    ) -> Option<R> {
+        if matches(&self.first) {
+            return Some(found(&self.first));
         }
         let more = self.more.load();
         more.as_deref()?
             .iter()
-            .find(|slot| scopes.equals(&slot.scopes))
-            .cloned()
+            .find(|slot| matches(slot))
+            .map(found)
     }
 
-    /// Every slot (for eviction).
+    /// Every slot.
     fn all_slots(&self) -> Vec<Arc<Slot>> {
         let more = self.more.load_full();
         std::iter::once(self.first.clone())
@@ -855,88 +1066,53 @@ impl Partition {
             .collect()
     }
 
-    /// When any of the partition's slots was last used.
-    fn last_used(&self) -> i64 {
+    /// Whether any token is still valid.
+    fn is_live(&self, now: i64) -> bool {
+        self.all_slots().iter().any(|slot| {
+            slot.token
+                .load()
+                .as_deref()
+                .is_some_and(|token| token.expires_on > now)
+        })
+    }
+
+    /// When any of the partition's slots was last used (a use stamp).
+    fn last_used(&self) -> u64 {
         self.all_slots()
             .iter()
             .map(|slot| slot.last_used.load(Ordering::Relaxed))
             .max()
-            .unwrap_or(i64::MIN)
+            .unwrap_or(0)
     }
 
-    fn lock_refresh_token(&self) -> std::sync::MutexGuard<'_, Option<Zeroizing<String>>> {
+    fn lock_refresh_token(&self) -> MutexGuard<'_, Option<Zeroizing<String>>> {
         self.refresh_token
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// A copy of the refresh token, for a request.
-    fn refresh_token(&self) -> Option<RefreshToken> {
-        self.lock_refresh_token()
-            .as_ref()
-            .map(|token| RefreshToken::new(token.as_str()))
-    }
-
-    fn new(now: i64, first: Arc<Slot>) -> Self {
-        first.touch(now);
-        Self {
-            first,
-            more: ArcSwapOption::empty(),
-            refresh_token: Mutex::new(None),
-        }
-    }
-
-    /// Records use; writes only when the second changed, so concurrent readers do not fight
-    /// over the cache line.
-    fn touch(&self, now: i64) {
-        self.first.touch(now);
+            .unwrap_or_else(PoisonError::into_inner)
     }
 }
 
-/// The top bit of a slot's version: its partition was evicted.
-const EVICTED: u64 = 1 << 63;
-
+/// The token for one scope set of a partition.
 pub(crate) struct Slot {
     scopes: Arc<[Box<str>]>,
+    /// Always a token while the slot is in the map; taken out when it is evicted.
     token: ArcSwapOption<CachedToken>,
-    last_attempt: AtomicI64,
-    last_used: AtomicI64,
-    /// Bumped whenever the token changes, so thread-local entries know they are stale; its
-    /// top bit ([`EVICTED`]) is set when eviction removes the slot's partition.
-    version: AtomicU64,
+    /// The token's per-thread handles (see [`stripe_handle`]).
+    stripes: ArcSwapOption<Stripes>,
+    /// The use stamp of the slot's last hit or store.
+    last_used: AtomicU64,
+    /// Set when eviction takes the slot's partition out of the map.
+    evicted: AtomicBool,
 }
 
 impl Slot {
-    /// The token if it needs no refresh.
-    fn serve(&self, now: i64) -> Option<AccessTokenInfo> {
-        let token = self.token.load();
-        let token = token.as_ref()?;
-        let last_attempt = self.last_attempt.load(Ordering::Relaxed);
-        if refresh_status(Some(&**token), now, last_attempt) != Refresh::NotNeeded {
-            return None;
-        }
-        Some(token.info())
-    }
-
-    fn is_evicted(&self) -> bool {
-        self.version.load(Ordering::Relaxed) & EVICTED != 0
-    }
-
-    /// Records use; writes only when the second changed, so concurrent readers do not fight
-    /// over the cache line.
-    fn touch(&self, now: i64) {
-        if self.last_used.load(Ordering::Relaxed) != now {
-            self.last_used.store(now, Ordering::Relaxed);
-        }
-    }
-
-    fn new(scopes: Arc<[Box<str>]>) -> Self {
+    fn new(scopes: Arc<[Box<str>]>, token: Arc<CachedToken>) -> Self {
         Self {
-            last_used: AtomicI64::new(i64::MIN),
-            version: AtomicU64::new(0),
             scopes,
-            token: ArcSwapOption::empty(),
-            last_attempt: AtomicI64::new(i64::MIN),
+            token: ArcSwapOption::new(Some(token)),
+            stripes: ArcSwapOption::empty(),
+            last_used: AtomicU64::new(0),
+            evicted: AtomicBool::new(false),
         }
     }
 }
@@ -1005,8 +1181,9 @@ impl Hash for PartitionKeyRef<'_> {
     }
 }
 
-impl papaya::Equivalent<PartitionKey> for PartitionKeyRef<'_> {
-    fn equivalent(&self, key: &PartitionKey) -> bool {
+impl PartitionKeyRef<'_> {
+    /// Whether `key` is this key, owned.
+    fn matches(&self, key: &PartitionKey) -> bool {
         self.cae == key.realm.cae
             && self.user.unwrap_or(&NO_USER) == &key.user
             && self.tenant == &*key.realm.tenant
@@ -1081,12 +1258,48 @@ fn dedup_sorted(scopes: &mut [&str]) -> usize {
 }
 
 #[cfg(test)]
+#[path = "memory_model.rs"]
+mod model;
+
+#[cfg(test)]
 mod tests {
     use std::borrow::Cow;
     use std::sync::atomic::AtomicUsize;
 
     use super::*;
-    use crate::secret::AccessTokenSecret;
+
+    /// The cache's answer without refresh duty: what a caller gets.
+    fn fresh(
+        cache: &TokenCache,
+        key: &PartitionKeyRef<'_>,
+        scopes: &SortedScopes<'_>,
+        now: i64,
+    ) -> Option<AccessTokenInfo> {
+        cache.lookup(key, scopes, now).map(Cached::into_info)
+    }
+
+    fn get<F>(
+        cache: &TokenCache,
+        tenant: &'static str,
+        now: i64,
+        fetch: F,
+    ) -> impl Future<Output = Result<AccessTokenInfo, CredentialError>> + Send + use<F>
+    where
+        F: FnOnce(Option<RefreshToken>) -> FetchFuture + Send + 'static,
+    {
+        let cache = cache.clone();
+        async move {
+            cache
+                .get_or_fetch(
+                    &key(tenant),
+                    &SortedScopes::new(&["s"]),
+                    now,
+                    FetchMode::Normal,
+                    fetch,
+                )
+                .await
+        }
+    }
 
     fn info(token: &str, expires_on: i64, refresh_on: Option<i64>) -> AccessTokenInfo {
         AccessTokenInfo {
@@ -1098,7 +1311,7 @@ mod tests {
     }
 
     fn app() -> &'static Arc<str> {
-        static APP: std::sync::OnceLock<Arc<str>> = std::sync::OnceLock::new();
+        static APP: OnceLock<Arc<str>> = OnceLock::new();
         APP.get_or_init(|| Arc::from("https://login|client"))
     }
 
@@ -1123,7 +1336,7 @@ mod tests {
                 &key("t"),
                 &scopes,
                 now,
-                false,
+                FetchMode::Normal,
                 fetch_returning(&calls, "A", now + 3600),
             )
             .await
@@ -1201,25 +1414,32 @@ mod tests {
         );
     }
 
-    #[test]
-    fn token_types_other_than_bearer_survive_the_cache() {
-        assert_eq!(token_type_index("Bearer"), 0);
-        assert_eq!(token_type_name(token_type_index("pop")), "pop");
-        assert_eq!(token_type_index("pop"), token_type_index("pop"));
-        let cached = Arc::new(CachedToken::new(&AccessTokenInfo {
-            token: AccessTokenSecret::new("t"),
-            expires_on: 10,
-            token_type: Cow::Borrowed("PoP"),
-            refresh_on: Some(5),
-        }));
-        let info = cached.info();
+    #[tokio::test]
+    async fn token_types_other_than_bearer_survive_the_cache() {
+        let cache = TokenCache::default();
+        let now = 1_000;
+        let fetch = move |_| -> FetchFuture {
+            Box::pin(async move {
+                Ok(Fetched {
+                    info: AccessTokenInfo {
+                        token: AccessTokenSecret::new("t"),
+                        expires_on: now + 3600,
+                        token_type: Cow::Borrowed("PoP"),
+                        refresh_on: Some(now + 1800),
+                    },
+                    refresh_token: None,
+                })
+            })
+        };
+        get(&cache, "t", now, fetch).await.expect("token");
+        let info = fresh(&cache, &key("t"), &SortedScopes::new(&["s"]), now).expect("cached");
         assert_eq!(
             (
                 info.token_type.as_ref(),
                 info.refresh_on,
                 info.token.expose_secret()
             ),
-            ("PoP", Some(5), "t")
+            ("PoP", Some(now + 1800), "t")
         );
     }
 
@@ -1238,82 +1458,79 @@ mod tests {
 
     #[tokio::test]
     async fn cached_tokens_are_served_until_the_refresh_window() {
-        let cache = TokenCache::default();
-        let calls = Arc::new(AtomicUsize::new(0));
-        let scopes = SortedScopes::new(&["s"]);
-        let now = 1_000_000;
-        let first = cache
-            .get_or_fetch(
-                &key("t"),
-                &scopes,
-                now,
-                false,
-                fetch_returning(&calls, "A", now + 3600),
-            )
-            .await;
-        assert_eq!(first.expect("token").token.expose_secret(), "A");
-        let again = cache
-            .get_or_fetch(
-                &key("t"),
-                &scopes,
-                now + 100,
-                false,
-                fetch_returning(&calls, "B", now + 7200),
-            )
-            .await;
-        assert_eq!(again.expect("token").token.expose_secret(), "A");
-        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        let (cache, calls, scopes, now) = primed().await;
+        let again = fresh(&cache, &key("t"), &scopes, now + 100).expect("cached");
+        assert_eq!(again.token.expose_secret(), "A");
         // Another tenant is another partition.
-        let other = cache
-            .get_or_fetch(
-                &key("u"),
-                &scopes,
-                now,
-                false,
-                fetch_returning(&calls, "C", now + 3600),
-            )
-            .await;
+        let other = get(&cache, "u", now, fetch_returning(&calls, "C", now + 3600)).await;
         assert_eq!(other.expect("token").token.expose_secret(), "C");
-        // Inside the refresh window: a new token.
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        // Inside the refresh window: the valid token, and one caller told to refresh.
         let later = now + 3600 - 299;
+        let due = cache.lookup(&key("t"), &scopes, later).expect("valid");
+        assert!(matches!(&due, Cached::RefreshDue(token) if token.token.expose_secret() == "A"));
+        let others = cache.lookup(&key("t"), &scopes, later).expect("valid");
+        assert!(matches!(&others, Cached::Fresh(token) if token.token.expose_secret() == "A"));
         let refreshed = cache
             .get_or_fetch(
                 &key("t"),
                 &scopes,
                 later,
-                false,
+                FetchMode::Refresh,
                 fetch_returning(&calls, "D", later + 3600),
             )
             .await;
         assert_eq!(refreshed.expect("token").token.expose_secret(), "D");
+        let served = fresh(&cache, &key("t"), &scopes, later).expect("cached");
+        assert_eq!(served.token.expose_secret(), "D");
         assert_eq!(calls.load(Ordering::SeqCst), 3);
+        cache.check_invariants().expect("invariants");
     }
 
     #[tokio::test]
     async fn failed_proactive_refresh_keeps_the_token_and_waits_30_seconds() {
         let (cache, calls, scopes, now) = primed().await;
         let window = now + 3600 - 299;
-        for offset in 0..4 {
-            let token = cache
-                .get_or_fetch(&key("t"), &scopes, window + offset, false, failing(&calls))
-                .await;
-            assert_eq!(token.expect("cached token").token.expose_secret(), "A");
+        let refresh = |at: i64| {
+            let cache = cache.clone();
+            let calls = calls.clone();
+            async move {
+                match cache.lookup(&key("t"), &SortedScopes::new(&["s"]), at) {
+                    Some(Cached::RefreshDue(token)) => {
+                        let outcome = cache
+                            .get_or_fetch(
+                                &key("t"),
+                                &SortedScopes::new(&["s"]),
+                                at,
+                                FetchMode::Refresh,
+                                failing(&calls),
+                            )
+                            .await;
+                        assert!(outcome.is_err());
+                        token
+                    }
+                    Some(Cached::Fresh(token)) => token,
+                    None => panic!("the valid token was not served"),
+                }
+            }
+        };
+        for offset in 0..30 {
+            let token = refresh(window + offset).await;
+            assert_eq!(token.token.expose_secret(), "A");
         }
         assert_eq!(
             calls.load(Ordering::SeqCst),
             2,
             "one failed refresh, then the retry delay"
         );
-        let token = cache
-            .get_or_fetch(&key("t"), &scopes, window + 30, false, failing(&calls))
-            .await;
-        assert_eq!(token.expect("cached").token.expose_secret(), "A");
+        let token = refresh(window + 30).await;
+        assert_eq!(token.token.expose_secret(), "A");
         assert_eq!(calls.load(Ordering::SeqCst), 3, "tried again after 30 s");
-        // Once expired, the failure propagates, retry delay or not.
-        let expired = cache
-            .get_or_fetch(&key("t"), &scopes, now + 3600, false, failing(&calls))
-            .await;
+        // Once expired, the token is never served and a failure propagates.
+        assert!(cache.lookup(&key("t"), &scopes, now + 3600).is_none());
+        let expired = get(&cache, "t", now + 3600, failing(&calls)).await;
         assert!(expired.is_err());
+        assert_eq!(cache.in_flight(), 0);
     }
 
     #[tokio::test]
@@ -1326,22 +1543,16 @@ mod tests {
                 &key("t"),
                 &SortedScopes::new(&["a", "b"]),
                 now,
-                false,
+                FetchMode::Normal,
                 fetch_returning(&calls, "AB", now + 3600),
             )
             .await
             .expect("token");
         for scopes in [&["a"][..], &["b"], &["b", "a"]] {
-            let token = cache
-                .fresh(&key("t"), &SortedScopes::new(scopes), now)
-                .expect("served");
+            let token = fresh(&cache, &key("t"), &SortedScopes::new(scopes), now).expect("served");
             assert_eq!(token.token.expose_secret(), "AB");
         }
-        assert!(
-            cache
-                .fresh(&key("t"), &SortedScopes::new(&["a", "c"]), now)
-                .is_none()
-        );
+        assert!(fresh(&cache, &key("t"), &SortedScopes::new(&["a", "c"]), now).is_none());
     }
 
     #[tokio::test]
@@ -1352,63 +1563,214 @@ mod tests {
                 &key("t"),
                 &scopes,
                 now,
-                true,
+                FetchMode::Bypass,
                 fetch_returning(&calls, "B", now + 3600),
             )
             .await;
         assert_eq!(challenged.expect("B").token.expose_secret(), "B");
         assert_eq!(
-            cache
-                .fresh(&key("t"), &scopes, now)
+            fresh(&cache, &key("t"), &scopes, now)
                 .expect("stored")
                 .token
                 .expose_secret(),
             "B"
         );
         assert_eq!(calls.load(Ordering::SeqCst), 2);
+        assert_eq!(cache.len(), 1);
+        cache.check_invariants().expect("invariants");
     }
 
-    #[tokio::test]
-    async fn concurrent_callers_share_one_fetch() {
-        let cache = TokenCache::default();
+    /// A fetch that waits for the gate, counting calls; `Err` when `fail`.
+    fn gated(
+        calls: &Arc<AtomicUsize>,
+        gate: &tokio::sync::watch::Receiver<bool>,
+        token: &'static str,
+        expires_on: i64,
+        fail: bool,
+    ) -> impl FnOnce(Option<RefreshToken>) -> FetchFuture + use<> {
+        let calls = calls.clone();
+        let mut gate = gate.clone();
+        move |_| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async move {
+                let _ = gate.wait_for(|open| *open).await;
+                if fail {
+                    return Err(CredentialError::InvalidRequest("auth failed".into()));
+                }
+                Ok(Fetched {
+                    info: info(token, expires_on, None),
+                    refresh_token: Some(RefreshToken::new("refresh")),
+                })
+            })
+        }
+    }
+
+    async fn storm(
+        fail: bool,
+    ) -> (
+        usize,
+        Vec<Result<AccessTokenInfo, CredentialError>>,
+        TokenCache,
+    ) {
+        let cache = TokenCache::with_capacity(3);
         let calls = Arc::new(AtomicUsize::new(0));
         let now = 1_000_000;
         let (release, gate) = tokio::sync::watch::channel(false);
+        let joined = Arc::new(AtomicUsize::new(0));
         let mut callers = Vec::new();
-        for _ in 0..200 {
-            let cache = cache.clone();
-            let calls = calls.clone();
-            let mut gate = gate.clone();
+        for _ in 0..1000 {
+            let fetch = gated(&calls, &gate, "T", now + 3600, fail);
+            let request = get(&cache, "t", now, fetch);
+            let joined = joined.clone();
             callers.push(tokio::spawn(async move {
-                let fetch = move |_| -> FetchFuture {
-                    calls.fetch_add(1, Ordering::SeqCst);
-                    Box::pin(async move {
-                        let _ = gate.wait_for(|open| *open).await;
-                        Ok(Fetched {
-                            info: info("T", now + 3600, None),
-                            refresh_token: None,
-                        })
-                    })
-                };
-                cache
-                    .get_or_fetch(&key("t"), &SortedScopes::new(&["s"]), now, false, fetch)
-                    .await
+                let mut request = Box::pin(request);
+                // The first poll starts or joins the request.
+                let first = futures_util::poll!(request.as_mut());
+                joined.fetch_add(1, Ordering::SeqCst);
+                match first {
+                    std::task::Poll::Ready(outcome) => outcome,
+                    std::task::Poll::Pending => request.await,
+                }
             }));
         }
-        tokio::task::yield_now().await;
-        let _ = release.send(true);
-        for caller in callers {
-            assert_eq!(
-                caller
-                    .await
-                    .expect("task")
-                    .expect("token")
-                    .token
-                    .expose_secret(),
-                "T"
-            );
+        // Meanwhile other users push everything out of the cache, more than once.
+        for (i, tenant) in ["u", "v", "w", "x", "y", "z", "q"].into_iter().enumerate() {
+            let fetch = fetch_returning(&calls, "U", now + 3600);
+            get(&cache, tenant, now + i as i64, fetch).await.expect("U");
+            tokio::task::yield_now().await;
         }
-        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        while joined.load(Ordering::SeqCst) < 1000 {
+            tokio::task::yield_now().await;
+        }
+        let _ = release.send(true);
+        let mut outcomes = Vec::new();
+        for caller in callers {
+            outcomes.push(caller.await.expect("task"));
+        }
+        (calls.load(Ordering::SeqCst) - 7, outcomes, cache)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_thousand_callers_share_one_fetch_whatever_is_evicted() {
+        let (fetches, outcomes, cache) = storm(false).await;
+        assert_eq!(fetches, 1);
+        for outcome in outcomes {
+            assert_eq!(outcome.expect("token").token.expose_secret(), "T");
+        }
+        assert_eq!(cache.in_flight(), 0);
+        cache.check_invariants().expect("invariants");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_error_is_shared_by_the_callers_of_its_request() {
+        let (fetches, outcomes, cache) = storm(true).await;
+        assert_eq!(fetches, 1, "the waiters did not retry one by one");
+        assert!(outcomes.iter().all(Result::is_err));
+        assert_eq!(cache.in_flight(), 0);
+        cache.check_invariants().expect("invariants");
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_request_leaves_nothing_behind() {
+        let cache = TokenCache::default();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let (_release, gate) = tokio::sync::watch::channel(false);
+        let now = 1_000;
+        // Polled once, then dropped.
+        let mut started = Box::pin(get(
+            &cache,
+            "t",
+            now,
+            gated(&calls, &gate, "T", now + 3600, false),
+        ));
+        assert!(futures_util::poll!(started.as_mut()).is_pending());
+        assert_eq!(cache.in_flight(), 1);
+        drop(started);
+        assert_eq!(cache.in_flight(), 0);
+        // Two waiters, both dropped.
+        let mut first = Box::pin(get(
+            &cache,
+            "t",
+            now,
+            gated(&calls, &gate, "T", now + 3600, false),
+        ));
+        let mut second = Box::pin(get(
+            &cache,
+            "t",
+            now,
+            gated(&calls, &gate, "T", now + 3600, false),
+        ));
+        assert!(futures_util::poll!(first.as_mut()).is_pending());
+        assert!(futures_util::poll!(second.as_mut()).is_pending());
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            2,
+            "the second joined the first"
+        );
+        drop(first);
+        assert_eq!(cache.in_flight(), 1, "the second still waits");
+        drop(second);
+        assert_eq!(cache.in_flight(), 0);
+        // A later caller starts afresh and is served.
+        let token = get(&cache, "t", now, fetch_returning(&calls, "B", now + 3600)).await;
+        assert_eq!(token.expect("B").token.expose_secret(), "B");
+        assert_eq!(cache.in_flight(), 0);
+        assert!(!cache.is_empty());
+        cache.check_invariants().expect("invariants");
+    }
+
+    #[tokio::test]
+    async fn a_token_stored_after_its_partition_was_evicted_is_counted_once() {
+        let (cache, calls, scopes, now) = primed().await;
+        let cache_small = TokenCache::with_capacity(2);
+        drop(cache);
+        let cache = cache_small;
+        get(&cache, "t", now, fetch_returning(&calls, "A", now + 3600))
+            .await
+            .expect("A");
+        // A refresh of "t" is in flight while other tenants evict its partition.
+        let (release, gate) = tokio::sync::watch::channel(false);
+        let refresh = tokio::spawn({
+            let cache = cache.clone();
+            let fetch = gated(&calls, &gate, "R", now + 7200, false);
+            async move {
+                cache
+                    .get_or_fetch(
+                        &key("t"),
+                        &SortedScopes::new(&["s"]),
+                        now,
+                        FetchMode::Refresh,
+                        fetch,
+                    )
+                    .await
+            }
+        });
+        tokio::task::yield_now().await;
+        for (i, tenant) in ["u", "v", "w"].into_iter().enumerate() {
+            let at = now + 1 + i as i64;
+            get(&cache, tenant, at, fetch_returning(&calls, "U", at + 3600))
+                .await
+                .expect("U");
+        }
+        assert!(
+            fresh(&cache, &key("t"), &scopes, now + 5).is_none(),
+            "t was evicted"
+        );
+        cache.check_invariants().expect("invariants");
+        let _ = release.send(true);
+        let refreshed = refresh.await.expect("task").expect("R");
+        assert_eq!(refreshed.token.expose_secret(), "R");
+        cache
+            .check_invariants()
+            .expect("invariants after the late store");
+        assert_eq!(
+            fresh(&cache, &key("t"), &scopes, now + 5)
+                .expect("stored again")
+                .token
+                .expose_secret(),
+            "R"
+        );
+        assert!(cache.len() <= 2);
     }
 
     #[tokio::test]
@@ -1418,50 +1780,110 @@ mod tests {
         let hint: Arc<Hints> = Arc::default();
         let scopes = SortedScopes::new(&["s"]);
         let now = 1_000_000;
-        let fetch = fetch_returning(&calls, "A", now + 3600);
-        cache
-            .get_or_fetch(&key("t"), &scopes, now, false, fetch)
+        get(&cache, "t", now, fetch_returning(&calls, "A", now + 3600))
             .await
             .expect("A");
-        // The first hinted lookup learns the slot, the second uses it.
+        assert!(
+            cache.hinted_fresh(&hint, false, &scopes, now).is_none(),
+            "nothing learnt yet"
+        );
+        // The first hinted lookup learns the slot, the next ones use it.
         for _ in 0..2 {
             let token = cache
-                .fresh_hinted(&hint, &key("t"), &scopes, now)
-                .expect("hit");
+                .lookup_hinted(&hint, &key("t"), &scopes, now)
+                .expect("hit")
+                .into_info();
             assert_eq!(token.token.expose_secret(), "A");
         }
+        let hinted = cache
+            .hinted_fresh(&hint, false, &scopes, now)
+            .expect("hinted");
+        assert_eq!(hinted.token.expose_secret(), "A");
         assert!(
             cache
-                .fresh_hinted(&hint, &key("t"), &SortedScopes::new(&["other"]), now)
+                .lookup_hinted(&hint, &key("t"), &SortedScopes::new(&["other"]), now)
                 .is_none()
         );
         // Push "t" out, then fill it again: the hint must not serve the evicted slot.
-        for (i, tenant) in ["u", "v", "w", "x"].iter().enumerate() {
+        for (i, tenant) in ["u", "v", "w", "x"].into_iter().enumerate() {
             let at = now + 10 + i as i64;
-            let fetch = fetch_returning(&calls, "U", at + 3600);
-            cache
-                .get_or_fetch(&key(tenant), &scopes, at, false, fetch)
+            get(&cache, tenant, at, fetch_returning(&calls, "U", at + 3600))
                 .await
                 .expect("U");
         }
         assert!(
-            cache.fresh(&key("t"), &scopes, now + 20).is_none(),
+            fresh(&cache, &key("t"), &scopes, now + 20).is_none(),
             "t was evicted"
         );
         assert!(
             cache
-                .fresh_hinted(&hint, &key("t"), &scopes, now + 20)
+                .hinted_fresh(&hint, false, &scopes, now + 20)
                 .is_none()
         );
-        let fetch = fetch_returning(&calls, "B", now + 3600);
-        cache
-            .get_or_fetch(&key("t"), &scopes, now + 21, false, fetch)
-            .await
-            .expect("B");
+        assert!(
+            cache
+                .lookup_hinted(&hint, &key("t"), &scopes, now + 20)
+                .is_none()
+        );
+        get(
+            &cache,
+            "t",
+            now + 21,
+            fetch_returning(&calls, "B", now + 3600),
+        )
+        .await
+        .expect("B");
         let token = cache
-            .fresh_hinted(&hint, &key("t"), &scopes, now + 21)
-            .expect("hit");
+            .lookup_hinted(&hint, &key("t"), &scopes, now + 21)
+            .expect("hit")
+            .into_info();
         assert_eq!(token.token.expose_secret(), "B");
+    }
+
+    #[tokio::test]
+    async fn eviction_follows_use_order_within_one_second() {
+        let cache = TokenCache::with_capacity(10);
+        let calls = Arc::new(AtomicUsize::new(0));
+        let scopes = SortedScopes::new(&["s"]);
+        let now = 1_000_000;
+        let tenants: Vec<&'static str> = (0..11)
+            .map(|i| &*Box::leak(format!("t{i}").into_boxed_str()))
+            .collect();
+        for tenant in &tenants[..10] {
+            get(
+                &cache,
+                tenant,
+                now,
+                fetch_returning(&calls, "T", now + 3600),
+            )
+            .await
+            .expect("t");
+        }
+        // Same second: t0 used last, so t1 and t2 are the least recently used.
+        assert!(fresh(&cache, &key("t0"), &scopes, now).is_some());
+        get(
+            &cache,
+            tenants[10],
+            now,
+            fetch_returning(&calls, "T", now + 3600),
+        )
+        .await
+        .expect("t10");
+        assert_eq!(cache.len(), 9);
+        for (tenant, kept) in [
+            ("t0", true),
+            ("t1", false),
+            ("t2", false),
+            ("t3", true),
+            ("t10", true),
+        ] {
+            assert_eq!(
+                fresh(&cache, &key(tenant), &scopes, now).is_some(),
+                kept,
+                "{tenant}"
+            );
+        }
+        cache.check_invariants().expect("invariants");
     }
 
     #[tokio::test]
@@ -1477,7 +1899,7 @@ mod tests {
             let at = now + i as i64;
             let fetch = fetch_returning(&calls, big, at + 3600);
             cache
-                .get_or_fetch(&key(tenant), &scopes, at, false, fetch)
+                .get_or_fetch(&key(tenant), &scopes, at, FetchMode::Normal, fetch)
                 .await
                 .expect("token");
         }
@@ -1489,11 +1911,11 @@ mod tests {
         );
         assert!(cache.len() <= 10);
         assert!(
-            cache.fresh(&key("t29"), &scopes, now + 30).is_some(),
+            fresh(&cache, &key("t29"), &scopes, now + 30).is_some(),
             "the newest stays"
         );
         assert!(
-            cache.fresh(&key("t0"), &scopes, now + 30).is_none(),
+            fresh(&cache, &key("t0"), &scopes, now + 30).is_none(),
             "the oldest went"
         );
     }
@@ -1510,7 +1932,7 @@ mod tests {
                 &key("dead"),
                 &scopes,
                 now,
-                false,
+                FetchMode::Normal,
                 fetch_returning(&calls, "X", now + 1),
             )
             .await
@@ -1523,20 +1945,20 @@ mod tests {
                     &key(tenant),
                     &scopes,
                     at,
-                    false,
+                    FetchMode::Normal,
                     fetch_returning(&calls, "T", at + 3600),
                 )
                 .await
                 .expect("t");
         }
         assert!(cache.len() <= 10, "{}", cache.len());
-        assert!(cache.fresh(&key("dead"), &scopes, now).is_none());
+        assert!(fresh(&cache, &key("dead"), &scopes, now).is_none());
         assert!(
-            cache.fresh(&key("t0"), &scopes, now + 30).is_none(),
+            fresh(&cache, &key("t0"), &scopes, now + 30).is_none(),
             "least recently used went"
         );
         assert!(
-            cache.fresh(&key("t11"), &scopes, now + 30).is_some(),
+            fresh(&cache, &key("t11"), &scopes, now + 30).is_some(),
             "the newest stays"
         );
     }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::cache::memory::{FetchFuture, Fetched, Hints};
 use crate::client_auth::assertion::ClientAssertionSource;
 use crate::credential::common_builder_methods;
-use crate::credential::core::{CommonOptions, Core, Lookup, OwnedRequest};
+use crate::credential::core::{CommonOptions, Core, Lookup, OwnedRequest, serve_and_refresh};
 use crate::endpoint::protocol::{FormBody, JWT_BEARER_ASSERTION_TYPE, merge_claims};
 use crate::error::{BuildError, ClientAuthenticationError, CredentialError, FailureKind};
 use crate::token::{
@@ -146,6 +146,14 @@ impl ClientAssertionCredential {
         {
             Ok(Lookup::Hit(token)) => TokenFuture::ready(Ok(token)),
             Err(error) => TokenFuture::ready(Err(error)),
+            Ok(Lookup::Refresh(token, request)) => {
+                let inner = self.inner.clone();
+                let refresh = async move {
+                    let fetch = Self::fetcher(&inner, &request);
+                    inner.core.refresh(&request, None, fetch).await
+                };
+                serve_and_refresh(self.inner.core.name, token, refresh)
+            }
             Ok(Lookup::Miss(request)) => {
                 let inner = self.inner.clone();
                 TokenFuture::new(async move {

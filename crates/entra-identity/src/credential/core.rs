@@ -1,11 +1,14 @@
 //! What both credentials share: configuration, the token endpoint call, and the cache path.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use crate::cache::distributed::DistributedCache;
 use crate::cache::memory::{
-    FetchFuture, Fetched, Hints, PartitionKeyRef, SortedScopes, TokenCache,
+    Cached, FetchFuture, FetchMode, Fetched, Hints, PartitionKeyRef, REFRESH_DEADLINE_SECS,
+    SortedScopes, TokenCache,
 };
 use crate::cache::persistent::{Persistence, TokenCachePersistenceOptions};
 use crate::cache::second_level::{self, DistributedEntry, Fetcher, PersistentEntry};
@@ -16,12 +19,15 @@ use crate::endpoint::tenant::{AZURE_IDENTITY_DISABLE_MULTITENANTAUTH, TenantPoli
 use crate::environment::{Clock, Environment, ProcessEnvironment, SystemClock};
 use crate::error::{BuildError, Chain, CredentialError};
 use crate::secret::RefreshToken;
-use crate::token::{AccessTokenInfo, TokenRequestOptions};
+use crate::token::{AccessTokenInfo, TokenFuture, TokenRequestOptions};
 
 /// What the fast path of a token request found.
 pub(crate) enum Lookup {
-    /// A cached token that needs no refresh.
+    /// A cached token that needs no refresh (or whose refresh another caller started).
     Hit(AccessTokenInfo),
+    /// A valid cached token due for refresh: serve it, and refresh it in the background
+    /// (see [`serve_and_refresh`]).
+    Refresh(AccessTokenInfo, OwnedRequest),
     /// The request must go to Entra ID (or wait for another caller's request).
     Miss(OwnedRequest),
 }
@@ -129,9 +135,9 @@ impl Core {
         self.closed.store(true, Ordering::Relaxed);
     }
 
-    /// The quickest path: this thread's recent hit for a plain request (no claims) to the
-    /// configured tenant. `None` sends the request down [`Core::lookup`], which checks
-    /// everything.
+    /// The quickest path: the slot the credential's hints remember, for a plain request (no
+    /// claims) to the configured tenant, when its token needs no refresh. `None` sends the
+    /// request down [`Core::lookup`], which checks everything.
     pub(crate) fn hot(
         &self,
         scopes: &[&str],
@@ -149,7 +155,9 @@ impl Core {
             return None;
         }
         let sorted = SortedScopes::new(scopes);
-        crate::cache::memory::hot_token(hints, options.enable_cae, &sorted, self.clock.now())
+        self.cache
+            .hinted_fresh(hints, options.enable_cae, &sorted, self.clock.now())
+            .map(crate::token::AccessToken::from)
     }
 
     /// The fast path of a token request: checks it and answers from the cache when it can,
@@ -187,23 +195,28 @@ impl Core {
             // `resolve` hands back the configured tenant itself: compare addresses first.
             let is_default = std::ptr::eq(tenant, default) || tenant == default;
             let cached = if is_default {
-                self.cache.fresh_hinted(hints, &key, &sorted, now)
+                self.cache.lookup_hinted(hints, &key, &sorted, now)
             } else {
-                self.cache.fresh(&key, &sorted, now)
+                self.cache.lookup(&key, &sorted, now)
             };
-            if let Some(token) = cached {
-                return Ok(Lookup::Hit(token));
+            match cached {
+                Some(Cached::Fresh(token)) => return Ok(Lookup::Hit(token)),
+                Some(Cached::RefreshDue(token)) => {
+                    let request = OwnedRequest::new(scopes, None, tenant, options.enable_cae);
+                    return Ok(Lookup::Refresh(token, request));
+                }
+                None => {}
             }
         }
-        Ok(Lookup::Miss(OwnedRequest {
-            scopes: scopes.iter().map(|scope| (*scope).to_owned()).collect(),
-            claims: claims.map(str::to_owned),
-            tenant: tenant.to_owned(),
-            enable_cae: options.enable_cae,
-        }))
+        Ok(Lookup::Miss(OwnedRequest::new(
+            scopes,
+            claims,
+            tenant,
+            options.enable_cae,
+        )))
     }
 
-    /// The slow path: one request per cache slot in flight, whoever asks. `fetch` is called,
+    /// The slow path: one request per cache key in flight, whoever asks. `fetch` is called,
     /// with the tenant and the partition's refresh token, only if no other caller's request
     /// can answer.
     pub(crate) async fn fetch(
@@ -211,6 +224,31 @@ impl Core {
         request: &OwnedRequest,
         user: Option<&[u8; 32]>,
         fetch: impl FnOnce(&str, Option<RefreshToken>) -> FetchFuture + Send + 'static,
+    ) -> Result<AccessTokenInfo, CredentialError> {
+        let mode = if request.claims.is_some() {
+            FetchMode::Bypass
+        } else {
+            FetchMode::Normal
+        };
+        self.request(request, user, fetch, mode).await
+    }
+
+    /// A proactive refresh: joins the request in flight for the key, or starts one.
+    pub(crate) async fn refresh(
+        &self,
+        request: &OwnedRequest,
+        user: Option<&[u8; 32]>,
+        fetch: impl FnOnce(&str, Option<RefreshToken>) -> FetchFuture + Send + 'static,
+    ) -> Result<AccessTokenInfo, CredentialError> {
+        self.request(request, user, fetch, FetchMode::Refresh).await
+    }
+
+    async fn request(
+        &self,
+        request: &OwnedRequest,
+        user: Option<&[u8; 32]>,
+        fetch: impl FnOnce(&str, Option<RefreshToken>) -> FetchFuture + Send + 'static,
+        mode: FetchMode,
     ) -> Result<AccessTokenInfo, CredentialError> {
         let scopes: Vec<&str> = request.scopes.iter().map(String::as_str).collect();
         let fetch = self.through_distributed_cache(request, user, fetch);
@@ -227,7 +265,7 @@ impl Core {
                 &key,
                 &SortedScopes::new(&scopes),
                 self.clock.now(),
-                request.claims.is_some(),
+                mode,
                 |refresh_token| fetch(&request.tenant, refresh_token),
             )
             .await;
@@ -335,6 +373,48 @@ impl Core {
     }
 }
 
+impl OwnedRequest {
+    fn new(scopes: &[&str], claims: Option<&str>, tenant: &str, enable_cae: bool) -> Self {
+        Self {
+            scopes: scopes.iter().map(|scope| (*scope).to_owned()).collect(),
+            claims: claims.map(str::to_owned),
+            tenant: tenant.to_owned(),
+            enable_cae,
+        }
+    }
+}
+
+/// Answers with `token` at once and runs `refresh` as a task of the current tokio runtime,
+/// with its own deadline ([`REFRESH_DEADLINE_SECS`]): its token reaches the cache, its failure
+/// the log, and the valid token stays in use meanwhile. Outside a runtime there is nothing to
+/// run it on: the returned future refreshes, and answers with `token` if that fails.
+pub(crate) fn serve_and_refresh<F>(
+    name: &'static str,
+    token: AccessTokenInfo,
+    refresh: F,
+) -> TokenFuture<'static, AccessTokenInfo>
+where
+    F: Future<Output = Result<AccessTokenInfo, CredentialError>> + Send + 'static,
+{
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return TokenFuture::new(async move { Ok(refresh.await.unwrap_or(token)) });
+    };
+    runtime.spawn(async move {
+        let deadline = Duration::from_secs(REFRESH_DEADLINE_SECS);
+        match tokio::time::timeout(deadline, refresh).await {
+            Ok(Ok(_)) => tracing::debug!("{name}: token refreshed in the background"),
+            Ok(Err(error)) => tracing::warn!(
+                "{name}: proactive token refresh failed; the cached token stays in use: {}",
+                Chain(&error)
+            ),
+            Err(_) => tracing::warn!(
+                "{name}: proactive token refresh gave up after {REFRESH_DEADLINE_SECS} s; the cached token stays in use"
+            ),
+        }
+    });
+    TokenFuture::ready(Ok(token))
+}
+
 impl From<TokenResponse> for Fetched {
     fn from(response: TokenResponse) -> Self {
         Self {
@@ -373,9 +453,7 @@ mod tests {
                 .http
                 .shares_pool_with(&core(options.clone(), Some(&cache)).http)
         );
-        let other = options
-            .clone()
-            .connect_timeout(std::time::Duration::from_secs(1));
+        let other = options.clone().connect_timeout(Duration::from_secs(1));
         assert!(!first.http.shares_pool_with(&core(other, Some(&cache)).http));
         let dedicated = options.clone().dedicated_pool();
         assert!(

@@ -12,7 +12,7 @@ use crate::cache::memory::{FetchFuture, Fetched, Hints, PartitionKeyRef};
 use crate::client_auth::assertion::ClientAssertionSource;
 use crate::client_auth::certificate::{CertificateSigner, ClientCertificate};
 use crate::credential::common_builder_methods;
-use crate::credential::core::{CommonOptions, Core, Lookup, OwnedRequest};
+use crate::credential::core::{CommonOptions, Core, Lookup, OwnedRequest, serve_and_refresh};
 use crate::endpoint::discovery::InstanceDiscovery;
 use crate::endpoint::protocol::{FormBody, JWT_BEARER_ASSERTION_TYPE, TokenResponse, merge_claims};
 use crate::error::{
@@ -215,6 +215,14 @@ impl OnBehalfOfCredential {
         match core.lookup(scopes, options, Some(&self.user_key), &self.hints) {
             Ok(Lookup::Hit(token)) => TokenFuture::ready(Ok(token)),
             Err(error) => TokenFuture::ready(Err(error)),
+            Ok(Lookup::Refresh(token, request)) => {
+                let fetch = self.fetcher(&request);
+                let inner = self.application.inner.clone();
+                let user_key = self.user_key;
+                let refresh =
+                    async move { inner.core.refresh(&request, Some(&user_key), fetch).await };
+                serve_and_refresh(core.name, token, refresh)
+            }
             Ok(Lookup::Miss(request)) => {
                 let fetch = self.fetcher(&request);
                 let inner = self.application.inner.clone();
