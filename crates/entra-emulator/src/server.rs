@@ -125,29 +125,19 @@ async fn handle(
         Some(Fault::Status {
             status,
             retry_after,
-        }) => {
-            let status = StatusCode::from_u16(*status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-            let body = AadError::injected(status).body(&shared.base_url, "fault", now());
-            let mut response = json_response(status, body.to_string());
-            if let Some(seconds) = retry_after {
-                response
-                    .headers_mut()
-                    .insert("retry-after", HeaderValue::from(*seconds));
-            }
-            Some(response)
-        }
+        }) => Some(injected_error(
+            &shared.base_url,
+            *status,
+            retry_after.map(HeaderValue::from),
+        )),
         Some(Fault::StatusRetryAfter {
             status,
             retry_after,
-        }) => {
-            let status = StatusCode::from_u16(*status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-            let body = AadError::injected(status).body(&shared.base_url, "fault", now());
-            let mut response = json_response(status, body.to_string());
-            if let Ok(value) = HeaderValue::from_str(retry_after) {
-                response.headers_mut().insert("retry-after", value);
-            }
-            Some(response)
-        }
+        }) => Some(injected_error(
+            &shared.base_url,
+            *status,
+            HeaderValue::from_str(retry_after).ok(),
+        )),
         Some(Fault::Body { status, body }) => {
             let status = status
                 .and_then(|code| StatusCode::from_u16(code).ok())
@@ -213,6 +203,17 @@ async fn route(router: Router, request: Request<Incoming>) -> Response<Body> {
         Ok(response) => response,
         Err(never) => match never {},
     }
+}
+
+/// The error answer of an injected `status` fault, with a `Retry-After` header when given.
+fn injected_error(base_url: &str, status: u16, retry_after: Option<HeaderValue>) -> Response<Body> {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+    let body = AadError::injected(status).body(base_url, "fault", now());
+    let mut response = json_response(status, body.to_string());
+    if let Some(value) = retry_after {
+        response.headers_mut().insert("retry-after", value);
+    }
+    response
 }
 
 fn json_response(status: StatusCode, body: String) -> Response<Body> {
