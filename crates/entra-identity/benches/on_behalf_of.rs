@@ -918,7 +918,7 @@ fn print_memory(stages: &[Stage], first: &FirstTokens, (cache_bytes, cache_len):
             "{:.0} B",
             estimate_per_user - access_length - refresh_length
         ),
-        "(scopes + a fixed 512 B per slot)",
+        "(a fixed ENTRY_OVERHEAD_BYTES = 256 B per slot)",
     );
     println!(
         "  (requested bytes, counted by allocation-counter on the client thread; malloc's own\n   per-allocation overhead, typically 8-16 B each, comes on top)\n"

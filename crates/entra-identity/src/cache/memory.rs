@@ -34,12 +34,15 @@
 //!
 //! # The hit path
 //!
-//! A credential remembers the slot of its last hit for its own tenant (its *hint*), so its
-//! next hits skip the map and its lock; the hint is dropped when the slot is evicted. The
-//! caller gets the cache's copy of the secret through a per-thread *stripe* handle: cloning
-//! one shared reference from many threads would make its count bounce between cores, so each
-//! token lazily gets at most [`STRIPES`] handles, one per group of threads, each in a cache
-//! line of its own. No secret is copied; the handles go with the token.
+//! A token gets its *handles* on its first hit: at most [`STRIPES`] shared references to it,
+//! one per group of threads, each in a cache line of its own, made lazily. A caller gets the
+//! cache's copy of the secret through its thread's handle: cloning one shared reference from
+//! many threads would make its count bounce between cores. No secret is copied.
+//!
+//! A credential remembers the handles of its last hit for its own tenant (its *hint*), so its
+//! next hits skip the map and its lock: one atomic load, a scope comparison, the clock. A
+//! token is *retired* when it leaves its slot (replaced or evicted), and a hint holding a
+//! retired token lets go of it; it never serves one.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -57,7 +60,7 @@ use zeroize::Zeroizing;
 
 use crate::error::CredentialError;
 use crate::secret::{AccessTokenSecret, RefreshToken, SharedSecret};
-use crate::token::AccessTokenInfo;
+use crate::token::{AccessToken, AccessTokenInfo};
 
 /// A token is refreshed proactively when it expires within this many seconds.
 pub(crate) const REFRESH_WINDOW_SECS: i64 = 300;
@@ -270,17 +273,14 @@ impl TokenCache {
         now: i64,
     ) -> Option<Cached> {
         let hint = &hints[usize::from(key.cae)];
-        match self.inner.serve_hint(hint, scopes, now, true) {
+        match self.inner.serve_hint(hint, scopes.as_slice(), now, true) {
             HintAnswer::Served(cached) => return cached,
             HintAnswer::NoHint => {}
         }
         let (hash, shard) = self.inner.shard(key);
         let shard = read(shard);
         let partition = shard.find(hash, |partition| key.matches(&partition.key))?;
-        let exact = partition.exact(scopes, |slot| {
-            hint.slot.store(Some(slot.clone()));
-            self.inner.serve(slot, now, true)
-        });
+        let exact = partition.exact(scopes, |slot| self.inner.serve(slot, now, true, Some(hint)));
         match exact {
             Some(cached) => cached,
             None => self.inner.serve_partition(partition, scopes, now),
@@ -289,20 +289,33 @@ impl TokenCache {
 
     /// The token the credential's hint remembers for `scopes`, only when it needs no refresh:
     /// the quickest answer there is, for plain requests to the credential's own tenant.
+    /// `scopes` are sorted, without duplicates (as [`SortedScopes::as_slice`] has them).
+    #[inline]
     pub(crate) fn hinted_fresh(
         &self,
         hints: &Hints,
         cae: bool,
-        scopes: &SortedScopes<'_>,
+        scopes: &[&str],
         now: i64,
-    ) -> Option<AccessTokenInfo> {
-        match self
-            .inner
-            .serve_hint(&hints[usize::from(cae)], scopes, now, false)
-        {
-            HintAnswer::Served(Some(Cached::Fresh(info))) => Some(info),
-            _ => None,
+    ) -> Option<AccessToken> {
+        // The same checks as `serve_hint` and `serve_token` without a claim, written out
+        // straight: this is the path of nearly every call in a busy service.
+        let handles = hints[usize::from(cae)].handles.load();
+        let handles = handles.as_ref()?;
+        let token = &handles.token;
+        // A retired token's hint is let go by the next lookup that goes past this one.
+        if !same_scopes(scopes, &handles.scopes) || token.retired.load(Ordering::Acquire) {
+            return None;
         }
+        let last_attempt = token.last_attempt.load(Ordering::Relaxed);
+        if refresh_status(Some(&**token), now, last_attempt) != Refresh::NotNeeded {
+            return None;
+        }
+        self.inner.touch(token);
+        Some(AccessToken::new(
+            AccessTokenSecret::shared(handles.handle()),
+            token.expires_on,
+        ))
     }
 
     /// The token for `scopes`: cached when valid (see [`FetchMode`]), else fetched once
@@ -379,7 +392,7 @@ impl TokenCache {
         let mut current = partition.lock_refresh_token();
         if current
             .as_ref()
-            .is_some_and(|current| current.as_str() == stale.expose_secret())
+            .is_some_and(|current| &***current == stale.expose_secret())
         {
             *current = None;
             books.bytes -= stale.expose_secret().len();
@@ -402,11 +415,11 @@ impl TokenCache {
         for shard in &self.inner.shards {
             for partition in read(shard).iter() {
                 for slot in partition.all_slots() {
-                    if slot.evicted.load(Ordering::Relaxed) {
-                        return Err("an evicted slot in the map".to_owned());
-                    }
                     let token = slot.token.load();
                     let token = token.as_ref().ok_or("a live slot without a token")?;
+                    if token.retired.load(Ordering::Relaxed) {
+                        return Err("a retired token in the map".to_owned());
+                    }
                     len += 1;
                     bytes += charge(token);
                 }
@@ -446,7 +459,7 @@ impl TokenCache {
                 slot.token
                     .load()
                     .as_ref()
-                    .map(|token| String::from(token.secret.as_str()))
+                    .map(|token| String::from(&**token.secret))
             })
             .flatten()
     }
@@ -492,26 +505,30 @@ impl CacheInner {
         self.bytes.store(books.bytes, Ordering::Relaxed);
     }
 
+    #[inline]
     fn serve_hint(
         &self,
         hint: &PartitionHint,
-        scopes: &SortedScopes<'_>,
+        scopes: &[&str],
         now: i64,
         claim: bool,
     ) -> HintAnswer {
-        let remembered = hint.slot.load();
-        let Some(slot) = remembered.as_ref() else {
+        let remembered = hint.handles.load();
+        let Some(handles) = remembered.as_ref() else {
             return HintAnswer::NoHint;
         };
-        if !scopes.equals(&slot.scopes) {
+        if !same_scopes(scopes, &handles.scopes) {
             return HintAnswer::NoHint;
         }
-        if slot.evicted.load(Ordering::Acquire) {
+        if handles.token.retired.load(Ordering::Acquire) {
             drop(remembered);
-            hint.slot.store(None);
+            hint.handles.store(None);
             return HintAnswer::NoHint;
         }
-        HintAnswer::Served(self.serve(slot, now, claim))
+        HintAnswer::Served(self.serve_token(&handles.token, now, claim).map(|due| {
+            let info = token_info(&handles.token, handles.handle());
+            due.wrap(info)
+        }))
     }
 
     /// The token for `scopes` in a partition: its own slot's, else a valid token for more
@@ -522,14 +539,14 @@ impl CacheInner {
         scopes: &SortedScopes<'_>,
         now: i64,
     ) -> Option<Cached> {
-        if let Some(cached) = partition.exact(scopes, |slot| self.serve(slot, now, true)) {
+        if let Some(cached) = partition.exact(scopes, |slot| self.serve(slot, now, true, None)) {
             return cached;
         }
         let more = partition.more.load();
         std::iter::once(&partition.first)
             .chain(more.as_deref().into_iter().flatten())
             .filter(|slot| scopes.is_subset_of(&slot.scopes))
-            .find_map(|slot| match self.serve(slot, now, false)? {
+            .find_map(|slot| match self.serve(slot, now, false, None)? {
                 Cached::Fresh(info) => Some(Cached::Fresh(info)),
                 Cached::RefreshDue(_) => None,
             })
@@ -538,41 +555,60 @@ impl CacheInner {
     /// A slot's token when valid. Due for refresh, it is [`Cached::RefreshDue`] for the one
     /// caller (with `claim`) that wins the attempt; without `claim` such a token is `None`, so
     /// that the caller comes back through a path that can start the refresh.
-    fn serve(&self, slot: &Slot, now: i64, claim: bool) -> Option<Cached> {
+    /// `hint`, when given, learns the slot's handles.
+    fn serve(
+        &self,
+        slot: &Slot,
+        now: i64,
+        claim: bool,
+        hint: Option<&PartitionHint>,
+    ) -> Option<Cached> {
         let token = slot.token.load();
         let token = token.as_ref()?;
-        let last_attempt = token.last_attempt.load(Ordering::Relaxed);
-        let refresh_due = match refresh_status(Some(&**token), now, last_attempt) {
-            Refresh::Required => return None,
-            Refresh::NotNeeded => false,
-            Refresh::Recommended if !claim => return None,
-            Refresh::Recommended => token
-                .last_attempt
-                .compare_exchange(last_attempt, now, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok(),
-        };
-        self.touch(slot);
-        let info = token_info(slot, token);
-        Some(if refresh_due {
-            Cached::RefreshDue(info)
-        } else {
-            Cached::Fresh(info)
-        })
+        let due = self.serve_token(token, now, claim)?;
+        let handles = slot.handles(token);
+        let info = token_info(token, handles.handle());
+        if let Some(hint) = hint {
+            hint.handles.store(Some(handles));
+        }
+        Some(due.wrap(info))
     }
 
-    /// Stamps a slot as the most recently used, writing only when it is not already: a
-    /// repeated hit on one slot writes nothing shared.
-    fn touch(&self, slot: &Slot) {
+    /// Whether a token can be served (`Some`), and whether this caller must refresh it; a
+    /// served token is stamped as used.
+    #[inline]
+    fn serve_token(&self, token: &CachedToken, now: i64, claim: bool) -> Option<Due> {
+        let last_attempt = token.last_attempt.load(Ordering::Relaxed);
+        let due = match refresh_status(Some(token), now, last_attempt) {
+            Refresh::Required => return None,
+            Refresh::NotNeeded => Due::No,
+            Refresh::Recommended if !claim => return None,
+            Refresh::Recommended => {
+                let won = token
+                    .last_attempt
+                    .compare_exchange(last_attempt, now, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok();
+                if won { Due::Refresh } else { Due::No }
+            }
+        };
+        self.touch(token);
+        Some(due)
+    }
+
+    /// Stamps a token as the most recently used, writing only when it is not already: a
+    /// repeated hit on one token writes nothing shared.
+    #[inline]
+    fn touch(&self, token: &CachedToken) {
         let newest = self.uses.load(Ordering::Relaxed);
-        if slot.last_used.load(Ordering::Relaxed) != newest {
-            self.stamp(slot);
+        if token.last_used.load(Ordering::Relaxed) != newest {
+            self.stamp(token);
         }
     }
 
-    /// Stamps a slot as the most recently used.
-    fn stamp(&self, slot: &Slot) {
+    /// Stamps a token as the most recently used.
+    fn stamp(&self, token: &CachedToken) {
         let stamp = self.uses.fetch_add(1, Ordering::Relaxed) + 1;
-        slot.last_used.store(stamp, Ordering::Relaxed);
+        token.last_used.store(stamp, Ordering::Relaxed);
     }
 
     /// The slot's token for exactly these scopes when not expired, due for refresh or not.
@@ -584,8 +620,8 @@ impl CacheInner {
             .slot(&key.scopes, |slot| {
                 let token = slot.token.load();
                 let token = token.as_ref().filter(|token| token.expires_on > now)?;
-                self.touch(slot);
-                Some(token_info(slot, token))
+                self.touch(token);
+                Some(token_info(token, slot.handles(token).handle()))
             })
             .flatten()
     }
@@ -598,7 +634,7 @@ impl CacheInner {
         partition
             .lock_refresh_token()
             .as_ref()
-            .map(|token| RefreshToken::new(token.as_str()))
+            .map(|token| RefreshToken::new(&***token))
     }
 
     /// Stores a fetched token (and refresh token) under its key, making the partition and
@@ -620,20 +656,21 @@ impl CacheInner {
             Some(partition) => {
                 let replaced = partition.slot(scopes, |slot| {
                     books.bytes += charge(&token);
+                    self.stamp(&token);
                     if let Some(old) = slot.token.swap(Some(token.clone())) {
                         books.bytes -= charge(&old);
+                        old.retired.store(true, Ordering::Release);
                     }
                     // The handles of the old token go with it.
-                    slot.stripes.store(None);
-                    self.stamp(slot);
+                    slot.handles.store(None);
                 });
                 match replaced {
                     Some(()) => {}
                     None => {
-                        let slot = Arc::new(Slot::new(scopes.clone(), token));
                         books.len += 1;
-                        books.bytes += charge_slot(&slot);
-                        self.stamp(&slot);
+                        books.bytes += charge(&token);
+                        self.stamp(&token);
+                        let slot = Arc::new(Slot::new(scopes.clone(), token));
                         let more = partition.more.load_full();
                         let mut grown =
                             Vec::with_capacity(more.as_ref().map_or(0, |more| more.len()) + 1);
@@ -645,10 +682,10 @@ impl CacheInner {
                 partition
             }
             None => {
-                let slot = Arc::new(Slot::new(scopes.clone(), token));
                 books.len += 1;
-                books.bytes += charge_slot(&slot);
-                self.stamp(&slot);
+                books.bytes += charge(&token);
+                self.stamp(&token);
+                let slot = Arc::new(Slot::new(scopes.clone(), token));
                 let partition = Arc::new(Partition::new(key.clone(), slot));
                 shard.insert_unique(hash, partition.clone(), |partition| {
                     self.hasher.hash_one(&partition.key)
@@ -662,7 +699,7 @@ impl CacheInner {
                 books.bytes -= old.len();
             }
             books.bytes += refresh_token.expose_secret().len();
-            *current = Some(Zeroizing::new(refresh_token.expose_secret().to_owned()));
+            *current = Some(Zeroizing::new(Box::from(refresh_token.expose_secret())));
         }
         drop(shard);
         self.evict_if_over(&mut books, now);
@@ -715,12 +752,11 @@ impl CacheInner {
             return;
         }
         for slot in partition.all_slots() {
-            slot.evicted.store(true, Ordering::Release);
-            // Frees the token now, even while a credential's hint still holds the slot.
             if let Some(token) = slot.token.swap(None) {
                 books.bytes -= charge(&token);
+                token.retired.store(true, Ordering::Release);
             }
-            slot.stripes.store(None);
+            slot.handles.store(None);
             books.len -= 1;
         }
         if let Some(refresh_token) = partition.lock_refresh_token().take() {
@@ -785,10 +821,6 @@ fn charge(token: &CachedToken) -> usize {
     token.secret.len() + ENTRY_OVERHEAD_BYTES
 }
 
-fn charge_slot(slot: &Slot) -> usize {
-    slot.token.load().as_deref().map_or(0, charge)
-}
-
 /// The key of a request in flight.
 #[derive(Clone, PartialEq, Eq, Hash)]
 struct FlightKey {
@@ -822,13 +854,13 @@ impl Drop for FlightGuard {
     }
 }
 
-/// A credential's hints: the slot of its last hit, for plain and for CAE tokens.
+/// A credential's hints: the token of its last hit, for plain and for CAE tokens.
 pub(crate) type Hints = [PartitionHint; 2];
 
-/// Remembers the slot of a credential's last cache hit, so its next hits skip the map.
+/// Remembers the handles of a credential's last cache hit, so its next hits skip the map.
 #[derive(Default)]
 pub(crate) struct PartitionHint {
-    slot: ArcSwapOption<Slot>,
+    handles: ArcSwapOption<Handles>,
 }
 
 impl std::fmt::Debug for PartitionHint {
@@ -839,24 +871,31 @@ impl std::fmt::Debug for PartitionHint {
 
 /// A token as a slot keeps it: the secret and its times.
 pub(crate) struct CachedToken {
-    secret: Zeroizing<String>,
+    secret: Zeroizing<Box<str>>,
     expires_on: i64,
     /// `i64::MIN` when there is none.
     refresh_on: i64,
     /// When a proactive refresh of this token was last started (`i64::MIN`: never).
     last_attempt: AtomicI64,
-    /// `None` for `Bearer`, the type Entra ID sends.
-    token_type: Option<Box<str>>,
+    /// The use stamp of the token's last hit or store, which orders eviction.
+    last_used: AtomicU64,
+    /// Set once the token has left its slot (replaced or evicted): hints holding it let go.
+    retired: AtomicBool,
+    /// `None` for `Bearer`, the type Entra ID sends; boxed twice to keep the common case small.
+    token_type: Option<Box<Box<str>>>,
 }
 
 impl CachedToken {
     fn new(info: &AccessTokenInfo) -> Self {
         Self {
-            secret: Zeroizing::new(info.token.expose_secret().to_owned()),
+            secret: Zeroizing::new(Box::from(info.token.expose_secret())),
             expires_on: info.expires_on,
             refresh_on: info.refresh_on.unwrap_or(i64::MIN),
             last_attempt: AtomicI64::new(i64::MIN),
-            token_type: (info.token_type != "Bearer").then(|| Box::from(&*info.token_type)),
+            last_used: AtomicU64::new(0),
+            retired: AtomicBool::new(false),
+            token_type: (info.token_type != "Bearer")
+                .then(|| Box::new(Box::from(&*info.token_type))),
         }
     }
 
@@ -864,26 +903,62 @@ impl CachedToken {
     fn token_type(&self) -> Cow<'static, str> {
         match &self.token_type {
             None => Cow::Borrowed("Bearer"),
-            Some(other) => Cow::Owned(String::from(&**other)),
+            Some(other) => Cow::Owned(String::from(&***other)),
         }
     }
 }
 
-/// The token as callers get it, sharing the cache's copy of the secret through the calling
-/// thread's stripe handle.
-fn token_info(slot: &Slot, token: &Arc<CachedToken>) -> AccessTokenInfo {
+/// Whether the caller served a token due for refresh must start the refresh.
+enum Due {
+    No,
+    Refresh,
+}
+
+impl Due {
+    fn wrap(self, info: AccessTokenInfo) -> Cached {
+        match self {
+            Self::No => Cached::Fresh(info),
+            Self::Refresh => Cached::RefreshDue(info),
+        }
+    }
+}
+
+/// The token as callers get it, sharing the cache's copy of the secret through `handle`.
+#[inline]
+fn token_info(token: &CachedToken, handle: Arc<dyn SharedSecret>) -> AccessTokenInfo {
     AccessTokenInfo {
-        token: AccessTokenSecret::shared(stripe_handle(slot, token)),
+        token: AccessTokenSecret::shared(handle),
         expires_on: token.expires_on,
         token_type: token.token_type(),
         refresh_on: (token.refresh_on != i64::MIN).then_some(token.refresh_on),
     }
 }
 
-/// The handles of one token, made lazily, one per group of threads.
-struct Stripes {
+/// The handles of one token, made on its first hit, one per group of threads; a slot keeps
+/// them for its current token, and credentials' hints share them.
+struct Handles {
     token: Arc<CachedToken>,
-    handles: [OnceLock<Arc<Stripe>>; STRIPES],
+    /// The slot's scopes, which a hint compares with the request's.
+    scopes: Arc<[Box<str>]>,
+    stripes: [OnceLock<Arc<Stripe>>; STRIPES],
+}
+
+impl Handles {
+    /// The calling thread's handle on the token, made on its first hit from this thread's
+    /// stripe.
+    #[inline]
+    fn handle(&self) -> Arc<dyn SharedSecret> {
+        // A thread being torn down has no thread-local left: it shares the first stripe.
+        let index = THREAD_STRIPE.try_with(|index| *index).unwrap_or(0);
+        self.stripes[index]
+            .get_or_init(|| {
+                Arc::new(Stripe {
+                    token: self.token.clone(),
+                    _padding: [0; 14],
+                })
+            })
+            .clone()
+    }
 }
 
 /// A handle on a token's secret; its reference count sits in a cache line of its own, so
@@ -908,42 +983,6 @@ std::thread_local! {
 fn next_thread_stripe() -> usize {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES
-}
-
-/// The calling thread's handle on `token`, made on its first hit from this thread's stripe.
-fn stripe_handle(slot: &Slot, token: &Arc<CachedToken>) -> Arc<dyn SharedSecret> {
-    // A thread being torn down has no thread-local left: it shares the first stripe.
-    let index = THREAD_STRIPE.try_with(|index| *index).unwrap_or(0);
-    let make = || {
-        Arc::new(Stripe {
-            token: token.clone(),
-            _padding: [0; 14],
-        })
-    };
-    let stripes = slot.stripes.load();
-    if let Some(stripes) = stripes
-        .as_ref()
-        .filter(|stripes| Arc::ptr_eq(&stripes.token, token))
-    {
-        return stripes.handles[index].get_or_init(make).clone();
-    }
-    drop(stripes);
-    let stripes = Arc::new(Stripes {
-        token: token.clone(),
-        handles: Default::default(),
-    });
-    let handle = stripes.handles[index].get_or_init(make).clone();
-    slot.stripes.store(Some(stripes));
-    // Eviction or a new token may have cleared the handles meanwhile: do not keep these.
-    let current = slot.token.load();
-    if slot.evicted.load(Ordering::Acquire)
-        || !current
-            .as_ref()
-            .is_some_and(|current| Arc::ptr_eq(current, token))
-    {
-        slot.stripes.store(None);
-    }
-    handle
 }
 
 /// When a token expires and should be refreshed.
@@ -1016,7 +1055,7 @@ pub(crate) struct Partition {
     /// Slots for other scope sets.
     more: ArcSwapOption<Vec<Arc<Slot>>>,
     /// The user's refresh token (on-behalf-of), read only when a token must be fetched.
-    refresh_token: Mutex<Option<Zeroizing<String>>>,
+    refresh_token: Mutex<Option<Zeroizing<Box<str>>>>,
 }
 
 impl Partition {
@@ -1080,12 +1119,17 @@ impl Partition {
     fn last_used(&self) -> u64 {
         self.all_slots()
             .iter()
-            .map(|slot| slot.last_used.load(Ordering::Relaxed))
+            .filter_map(|slot| {
+                let token = slot.token.load();
+                token
+                    .as_ref()
+                    .map(|token| token.last_used.load(Ordering::Relaxed))
+            })
             .max()
             .unwrap_or(0)
     }
 
-    fn lock_refresh_token(&self) -> MutexGuard<'_, Option<Zeroizing<String>>> {
+    fn lock_refresh_token(&self) -> MutexGuard<'_, Option<Zeroizing<Box<str>>>> {
         self.refresh_token
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -1097,12 +1141,8 @@ pub(crate) struct Slot {
     scopes: Arc<[Box<str>]>,
     /// Always a token while the slot is in the map; taken out when it is evicted.
     token: ArcSwapOption<CachedToken>,
-    /// The token's per-thread handles (see [`stripe_handle`]).
-    stripes: ArcSwapOption<Stripes>,
-    /// The use stamp of the slot's last hit or store.
-    last_used: AtomicU64,
-    /// Set when eviction takes the slot's partition out of the map.
-    evicted: AtomicBool,
+    /// The handles of the current token, once it has been hit.
+    handles: ArcSwapOption<Handles>,
 }
 
 impl Slot {
@@ -1110,10 +1150,27 @@ impl Slot {
         Self {
             scopes,
             token: ArcSwapOption::new(Some(token)),
-            stripes: ArcSwapOption::empty(),
-            last_used: AtomicU64::new(0),
-            evicted: AtomicBool::new(false),
+            handles: ArcSwapOption::empty(),
         }
+    }
+
+    /// The handles of `token`, the slot's token a moment ago: made on its first hit.
+    fn handles(&self, token: &Arc<CachedToken>) -> Arc<Handles> {
+        let current = self.handles.load_full();
+        if let Some(handles) = current.filter(|handles| Arc::ptr_eq(&handles.token, token)) {
+            return handles;
+        }
+        let handles = Arc::new(Handles {
+            token: token.clone(),
+            scopes: self.scopes.clone(),
+            stripes: Default::default(),
+        });
+        self.handles.store(Some(handles.clone()));
+        // A new token or eviction may have cleared the handles meanwhile: do not keep these.
+        if token.retired.load(Ordering::Acquire) {
+            self.handles.store(None);
+        }
+        handles
     }
 }
 
@@ -1204,7 +1261,7 @@ const INLINE_SCOPES: usize = 8;
 
 impl<'a> SortedScopes<'a> {
     pub(crate) fn new(scopes: &'a [&'a str]) -> Self {
-        if scopes.windows(2).all(|pair| pair[0] < pair[1]) {
+        if strictly_sorted(scopes) {
             return Self::Borrowed(scopes);
         }
         if scopes.len() <= INLINE_SCOPES {
@@ -1231,8 +1288,7 @@ impl<'a> SortedScopes<'a> {
     }
 
     fn equals(&self, other: &[Box<str>]) -> bool {
-        let mine = self.as_slice();
-        mine.len() == other.len() && mine.iter().zip(other).all(|(a, b)| *a == &**b)
+        same_scopes(self.as_slice(), other)
     }
 
     fn is_subset_of(&self, other: &[Box<str>]) -> bool {
@@ -1240,6 +1296,18 @@ impl<'a> SortedScopes<'a> {
             .iter()
             .all(|scope| other.binary_search_by(|o| (**o).cmp(scope)).is_ok())
     }
+}
+
+/// Whether two sorted scope sets are equal.
+#[inline]
+fn same_scopes(mine: &[&str], other: &[Box<str>]) -> bool {
+    mine.len() == other.len() && mine.iter().zip(other).all(|(a, b)| *a == &**b)
+}
+
+/// Whether scopes are sorted and without duplicates, as the cache keeps them.
+#[inline]
+pub(crate) fn strictly_sorted(scopes: &[&str]) -> bool {
+    scopes.windows(2).all(|pair| pair[0] < pair[1])
 }
 
 /// Removes adjacent duplicates in place; returns the new length.
@@ -1784,7 +1852,9 @@ mod tests {
             .await
             .expect("A");
         assert!(
-            cache.hinted_fresh(&hint, false, &scopes, now).is_none(),
+            cache
+                .hinted_fresh(&hint, false, scopes.as_slice(), now)
+                .is_none(),
             "nothing learnt yet"
         );
         // The first hinted lookup learns the slot, the next ones use it.
@@ -1796,7 +1866,7 @@ mod tests {
             assert_eq!(token.token.expose_secret(), "A");
         }
         let hinted = cache
-            .hinted_fresh(&hint, false, &scopes, now)
+            .hinted_fresh(&hint, false, scopes.as_slice(), now)
             .expect("hinted");
         assert_eq!(hinted.token.expose_secret(), "A");
         assert!(
@@ -1817,7 +1887,7 @@ mod tests {
         );
         assert!(
             cache
-                .hinted_fresh(&hint, false, &scopes, now + 20)
+                .hinted_fresh(&hint, false, scopes.as_slice(), now + 20)
                 .is_none()
         );
         assert!(

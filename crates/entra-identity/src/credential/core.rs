@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::cache::distributed::DistributedCache;
 use crate::cache::memory::{
     Cached, FetchFuture, FetchMode, Fetched, Hints, PartitionKeyRef, REFRESH_DEADLINE_SECS,
-    SortedScopes, TokenCache,
+    SortedScopes, TokenCache, strictly_sorted,
 };
 use crate::cache::persistent::{Persistence, TokenCachePersistenceOptions};
 use crate::cache::second_level::{self, DistributedEntry, Fetcher, PersistentEntry};
@@ -154,10 +154,16 @@ impl Core {
         {
             return None;
         }
-        let sorted = SortedScopes::new(scopes);
+        // Scopes come sorted more often than not (one scope always is): no copy then.
+        let sorted;
+        let scopes = if strictly_sorted(scopes) {
+            scopes
+        } else {
+            sorted = SortedScopes::new(scopes);
+            sorted.as_slice()
+        };
         self.cache
-            .hinted_fresh(hints, options.enable_cae, &sorted, self.clock.now())
-            .map(crate::token::AccessToken::from)
+            .hinted_fresh(hints, options.enable_cae, scopes, self.clock.now())
     }
 
     /// The fast path of a token request: checks it and answers from the cache when it can,
