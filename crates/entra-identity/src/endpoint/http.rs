@@ -278,15 +278,11 @@ struct HttpInner {
 }
 
 #[derive(Debug)]
-#[expect(
-    clippy::large_enum_variant,
-    reason = "one per pool, behind its Arc: boxing would only add an indirection"
-)]
 enum Transport {
     /// A client the user handed in, used as it is on every runtime.
     User(reqwest::Client),
-    /// Clients of our own, one per runtime.
-    PerRuntime(RuntimeClients),
+    /// Clients of our own, one per runtime (shared with the blocking task that builds one).
+    PerRuntime(Arc<RuntimeClients>),
 }
 
 impl HttpClient {
@@ -327,11 +323,13 @@ impl HttpClient {
                 request_timeout: options.request_timeout,
                 total_timeout: options.total_timeout,
                 retry: options.retry,
-                transport: Transport::PerRuntime(RuntimeClients {
+                transport: Transport::PerRuntime(Arc::new(RuntimeClients {
                     connect_timeout: options.connect_timeout,
                     tls,
                     clients: Mutex::new(Vec::new()),
-                }),
+                    #[cfg(test)]
+                    built_on: Mutex::new(Vec::new()),
+                })),
             }),
         })
     }
@@ -385,10 +383,10 @@ impl HttpClient {
     }
 
     /// The `reqwest::Client` for the runtime this runs on.
-    fn client(&self) -> Result<reqwest::Client, ClientAuthenticationError> {
+    async fn client(&self) -> Result<reqwest::Client, ClientAuthenticationError> {
         match &self.inner.transport {
             Transport::User(client) => Ok(client.clone()),
-            Transport::PerRuntime(clients) => clients.for_current_runtime(),
+            Transport::PerRuntime(clients) => clients.for_current_runtime().await,
         }
     }
 
@@ -396,7 +394,7 @@ impl HttpClient {
         &self,
         request: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
     ) -> Result<RawResponse, ClientAuthenticationError> {
-        let client = self.client()?;
+        let client = self.client().await?;
         let policy = self.inner.retry;
         let budget = self.inner.total_timeout;
         let started = Instant::now();
@@ -514,39 +512,65 @@ struct RuntimeClients {
     tls: tls::Tls,
     /// The least recently used first; at most [`MAX_RUNTIME_CLIENTS`].
     clients: Mutex<Vec<(tokio::runtime::Id, reqwest::Client)>>,
+    /// The threads clients were built on (for the test that no runtime worker builds one).
+    #[cfg(test)]
+    built_on: Mutex<Vec<std::thread::ThreadId>>,
 }
 
 impl RuntimeClients {
     /// The client for the current runtime, built if this runtime has none yet.
-    fn for_current_runtime(&self) -> Result<reqwest::Client, ClientAuthenticationError> {
-        let runtime = tokio::runtime::Handle::try_current()
-            .map_err(|_| {
+    async fn for_current_runtime(
+        self: &Arc<Self>,
+    ) -> Result<reqwest::Client, ClientAuthenticationError> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
+            ClientAuthenticationError::new(
+                FailureKind::Transport,
+                "Requests to Microsoft Entra ID need a tokio runtime",
+            )
+        })?;
+        if let Some(client) = self.known(runtime.id()) {
+            return Ok(client);
+        }
+        // Built on the runtime's blocking pool, not on a worker: the first client of a pool
+        // reads the system's CA certificates from disk (milliseconds, more on a slow disk).
+        // Two first requests racing here both build; the first stored is kept, and the TLS
+        // configuration, the costly part, is made once (see `tls::Tls`).
+        let clients = Arc::clone(self);
+        let built = runtime
+            .spawn_blocking(move || clients.build())
+            .await
+            .map_err(BoxError::from)
+            .and_then(|built| built)
+            .map_err(|source| {
                 ClientAuthenticationError::new(
                     FailureKind::Transport,
-                    "Requests to Microsoft Entra ID need a tokio runtime",
+                    "Cannot create the HTTP client",
                 )
-            })?
-            .id();
-        let mut clients = lock(&self.clients);
-        if let Some(index) = clients.iter().position(|(id, _)| *id == runtime) {
-            clients[index..].rotate_left(1);
-            let (_, client) = &clients[clients.len() - 1];
-            return Ok(client.clone());
-        }
-        // Built under the lock, so concurrent first requests on one runtime build one client.
-        let client = self.build().map_err(|source| {
-            ClientAuthenticationError::new(FailureKind::Transport, "Cannot create the HTTP client")
                 .with_source(source)
-        })?;
+            })?;
+        let mut clients = lock(&self.clients);
+        if let Some(index) = clients.iter().position(|(id, _)| *id == runtime.id()) {
+            return Ok(clients[index].1.clone());
+        }
         if clients.len() >= MAX_RUNTIME_CLIENTS {
             // Requests in flight on it keep their clone.
             clients.remove(0);
         }
-        clients.push((runtime, client.clone()));
-        Ok(client)
+        clients.push((runtime.id(), built.clone()));
+        Ok(built)
+    }
+
+    /// The client of `runtime`, if it has one, marked as the most recently used.
+    fn known(&self, runtime: tokio::runtime::Id) -> Option<reqwest::Client> {
+        let mut clients = lock(&self.clients);
+        let index = clients.iter().position(|(id, _)| *id == runtime)?;
+        clients[index..].rotate_left(1);
+        clients.last().map(|(_, client)| client.clone())
     }
 
     fn build(&self) -> Result<reqwest::Client, BoxError> {
+        #[cfg(test)]
+        lock(&self.built_on).push(std::thread::current().id());
         let builder = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(self.connect_timeout)
@@ -1248,8 +1272,7 @@ mod tests {
         let runtimes: Vec<_> = (0..MAX_RUNTIME_CLIENTS + 2).map(|_| runtime()).collect();
         let id = |runtime: &tokio::runtime::Runtime| runtime.handle().id();
         let on = |runtime: &tokio::runtime::Runtime| {
-            let _entered = runtime.enter();
-            http.client().expect("client");
+            runtime.block_on(http.client()).expect("client");
         };
         on(&runtimes[0]);
         on(&runtimes[0]);
@@ -1270,7 +1293,11 @@ mod tests {
     #[test]
     fn outside_a_tokio_runtime_a_request_fails_rather_than_panics() {
         let http = pool(&PoolRegistry::default(), &HttpOptions::default());
-        let error = http.client().expect_err("no runtime");
+        let request = std::pin::pin!(http.client());
+        let outcome = request.poll(&mut std::task::Context::from_waker(std::task::Waker::noop()));
+        let std::task::Poll::Ready(Err(error)) = outcome else {
+            panic!("a request outside a runtime must fail at once");
+        };
         assert_eq!(error.kind(), FailureKind::Transport);
         assert!(!error.is_transient());
     }
@@ -1307,10 +1334,22 @@ mod tests {
             &PoolRegistry::default(),
             &HttpOptions::default().trust_pem(self_signed_pem()),
         );
-        let runtime = runtime();
-        let _entered = runtime.enter();
-        http.client()
+        runtime()
+            .block_on(http.client())
             .expect("a client with the extra root and the system's");
+    }
+
+    #[test]
+    fn clients_are_built_off_the_runtime_workers() {
+        let http = pool(&PoolRegistry::default(), &HttpOptions::default());
+        // A current-thread runtime's only worker is the thread that blocks on it.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        runtime.block_on(http.client()).expect("client");
+        let built_on = lock(&runtime_clients(&http).built_on).clone();
+        assert_eq!(built_on.len(), 1);
+        assert_ne!(built_on[0], std::thread::current().id());
     }
 
     /// A reader of endless bytes that counts what it hands out.
