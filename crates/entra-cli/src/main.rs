@@ -84,6 +84,25 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
     }
 }
 
+/// Whether a TLS certificate the server presented was refused, somewhere in `error`'s causes.
+fn refused_certificate(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        // The HTTP stack wraps the TLS error in I/O errors (nested), whose `source()` skips
+        // what they wrap: look inside each.
+        let mut inner: &(dyn std::error::Error + 'static) = cause;
+        while let Some(wrapped) = inner
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref)
+        {
+            inner = wrapped;
+        }
+        matches!(
+            inner.downcast_ref::<rustls::Error>(),
+            Some(rustls::Error::InvalidCertificate(_))
+        )
+    })
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
@@ -124,6 +143,13 @@ fn main() -> ExitCode {
                     eprintln!("  caused by: {text}");
                 }
                 previous = text;
+            }
+            if refused_certificate(&failure.error) {
+                // The library names its own options; this is how the CLI gives a CA.
+                eprintln!(
+                    "  hint: to trust a private CA (the emulator's, a proxy's), pass its PEM \
+                     certificate with --ca-file PATH, or name a PEM file in SSL_CERT_FILE"
+                );
             }
             ExitCode::from(failure.status)
         }

@@ -917,6 +917,13 @@ fn usage_and_configuration_errors() {
             .any(|line| line.starts_with("  caused by: ") && line.contains("certificate")),
         "{run:#?}"
     );
+    // And the CLI names its own flag for it.
+    assert!(
+        run.stderr
+            .lines()
+            .any(|line| line.starts_with("  hint: ") && line.contains("--ca-file PATH")),
+        "{run:#?}"
+    );
 }
 
 #[test]

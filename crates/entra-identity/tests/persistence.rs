@@ -91,6 +91,46 @@ async fn encryption_is_required_unless_waived() {
     );
 }
 
+#[tokio::test]
+async fn a_cache_name_that_cannot_be_a_file_name_is_a_build_error() {
+    let emulator = emulator().await;
+    let dir = tempfile::tempdir().expect("home");
+    let too_long = "a".repeat(1024);
+    for name in [
+        "",
+        ".hidden",
+        "a/b",
+        "a\\b",
+        "nul\0inside",
+        "line\nbreak",
+        &too_long,
+    ] {
+        let (builder, _) = builder(&emulator, TENANT);
+        let error = builder
+            .environment(home(&dir))
+            .cache_persistence_options(persistence(name))
+            .build()
+            .expect_err(name);
+        assert!(
+            matches!(error, BuildError::PersistenceUnavailable { .. }),
+            "{name:?}: {error}"
+        );
+        assert!(
+            error.to_string().contains("not a valid cache name"),
+            "{error}"
+        );
+        assert!(!error.to_string().contains('\0'), "{error}");
+        assert!(error.to_string().len() < 300, "{error}");
+    }
+    // The longest name allowed still works.
+    let (builder, _) = builder(&emulator, TENANT);
+    builder
+        .environment(home(&dir))
+        .cache_persistence_options(persistence(&"a".repeat(200)))
+        .build()
+        .expect("a 200-byte name");
+}
+
 /// Built without the `secret-service` feature, Linux has no secret store: asking for encrypted
 /// persistence fails and says why, and with unencrypted storage allowed the cache is the
 /// owner-only file, as on a platform without a store.

@@ -98,6 +98,20 @@ pub(crate) struct Persistence {
     cae: Arc<MsalCacheFile>,
 }
 
+/// The longest cache name: with `.nocae.lockfile` appended it stays under the 255 bytes most
+/// file systems allow in a name.
+const MAX_NAME_BYTES: usize = 200;
+
+/// Whether `name` can name the cache's files and keyring items: not empty, not hidden, no
+/// path separators or control characters (NUL included), not too long.
+fn is_plain_file_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_NAME_BYTES
+        && !name.starts_with('.')
+        && !name.contains(['/', '\\'])
+        && !name.chars().any(char::is_control)
+}
+
 impl Persistence {
     /// The caches `options` name: encrypted by the platform's secret store when one is
     /// reachable, otherwise (only when allowed) in files under the user's home directory.
@@ -106,9 +120,14 @@ impl Persistence {
         environment: &dyn Environment,
     ) -> Result<Self, BuildError> {
         let name = &options.name;
-        if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {
+        if !is_plain_file_name(name) {
+            // The name is shown escaped and cut short: it may hold anything.
+            let shown: String = name.escape_debug().take(80).collect();
             return Err(BuildError::PersistenceUnavailable {
-                reason: format!("'{name}' is not a valid cache name: use a plain file name"),
+                reason: format!(
+                    "\"{shown}\" is not a valid cache name: use a plain file name of at most \
+                     {MAX_NAME_BYTES} bytes, without control characters"
+                ),
                 source: None,
             });
         }

@@ -11,6 +11,9 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::{Map, Value, json};
+
+/// The largest cache document read: far beyond what pruning leaves, short of what would hurt.
+const MAX_DOCUMENT_BYTES: u64 = 128 << 20;
 use zeroize::{Zeroize as _, Zeroizing};
 
 /// How long a writer waits for the lock before giving up.
@@ -390,11 +393,37 @@ impl MsalCacheFile {
     }
 
     fn load_file(&self) -> std::io::Result<Option<Zeroizing<Vec<u8>>>> {
-        match std::fs::read(&self.path) {
-            Ok(bytes) => Ok(Some(Zeroizing::new(bytes))),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(error) => Err(error),
+        let file = match std::fs::File::open(&self.path) {
+            Ok(file) => file,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(error) => return Err(error),
+        };
+        let too_large = || {
+            // Not `InvalidData`, which a writer replaces: a cache this large may be another
+            // program's, and is left as it is.
+            std::io::Error::new(
+                std::io::ErrorKind::FileTooLarge,
+                format!(
+                    "the token cache {} is larger than {} MiB: not a cache this crate reads",
+                    self.path.display(),
+                    MAX_DOCUMENT_BYTES >> 20
+                ),
+            )
+        };
+        // The length first, so that a huge file is refused without reading it; the read is
+        // bounded too, for files whose length says nothing (devices, pipes).
+        if file.metadata()?.len() > MAX_DOCUMENT_BYTES {
+            return Err(too_large());
         }
+        let mut bytes = Zeroizing::new(Vec::new());
+        std::io::Read::read_to_end(
+            &mut std::io::Read::take(&file, MAX_DOCUMENT_BYTES + 1),
+            &mut bytes,
+        )?;
+        if bytes.len() as u64 > MAX_DOCUMENT_BYTES {
+            return Err(too_large());
+        }
+        Ok(Some(bytes))
     }
 
     /// Whether a cache kept by the Secret Service is in the file instead, as allowed, the
@@ -875,6 +904,29 @@ mod tests {
             refresh_on: Some(expires_on - 60),
             token_type: "Bearer".into(),
         }
+    }
+
+    #[test]
+    fn a_cache_file_beyond_the_size_cap_is_refused_unread_and_kept() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("msal.cache.nocae");
+        // Sparse: its length is all there is to it.
+        std::fs::File::create(&path)
+            .and_then(|file| file.set_len(MAX_DOCUMENT_BYTES + 1))
+            .expect("a huge file");
+        let file = MsalCacheFile::new(path.clone(), Store::File);
+        let error = file
+            .find_access_token(&entry(), &["a"], 0)
+            .expect_err("too large");
+        assert_eq!(error.kind(), std::io::ErrorKind::FileTooLarge);
+        assert!(error.to_string().contains("larger than 128 MiB"), "{error}");
+        file.store(&entry(), &["a"], &token("AT", 2000), None, 1000)
+            .expect_err("a write reads the cache first");
+        assert_eq!(
+            std::fs::metadata(&path).expect("kept").len(),
+            MAX_DOCUMENT_BYTES + 1,
+            "what is refused is left as it is"
+        );
     }
 
     #[test]
