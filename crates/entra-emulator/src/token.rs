@@ -57,10 +57,17 @@ pub(crate) async fn token_endpoint(
         .map(str::to_owned)
         .unwrap_or_else(crate::directory::new_guid);
     let mut audit = TokenAudit::default();
-    let outcome = match read_form(&shared, request).await {
-        Ok(fields) => {
+    let outcome = match read_form(&shared, request)
+        .await
+        .and_then(|fields| with_basic_credentials(&headers, fields))
+    {
+        Ok((fields, basic)) => {
             audit.form = RequestRecord::redact_form(&fields);
-            issue(&shared, &tenant, &Form(fields), &mut audit)
+            let issued = issue(&shared, &tenant, &Form(fields), &mut audit);
+            if basic && audit.client_auth.is_some() {
+                audit.client_auth = Some("client_secret_basic".to_owned());
+            }
+            issued
         }
         Err(error) => Err(error),
     };
@@ -95,6 +102,75 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|value| value.to_str().ok())
 }
 
+/// Takes the client's ID and secret from an `Authorization: Basic` header
+/// (`client_secret_basic`: each URL-encoded, then joined by `:` and base64-encoded) into the
+/// form, as Entra accepts them; `true` when the header was used. A `client_id` in the body
+/// must match the header's, and the header is the only client credential then.
+fn with_basic_credentials(
+    headers: &HeaderMap,
+    mut fields: Vec<(String, String)>,
+) -> Result<(Vec<(String, String)>, bool), AadError> {
+    let Some(value) = header(headers, "authorization") else {
+        return Ok((fields, false));
+    };
+    let Some((scheme, encoded)) = value.trim().split_once(' ') else {
+        return Err(AadError::malformed(
+            "The Authorization header is not valid.",
+        ));
+    };
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return Err(AadError::malformed(
+            "Only the Basic scheme is accepted in the Authorization header of a token request.",
+        ));
+    }
+    let invalid =
+        || AadError::malformed("The Basic credentials in the Authorization header are not valid.");
+    let decoded = STANDARD.decode(encoded.trim()).map_err(|_| invalid())?;
+    let (raw_id, raw_secret) = decoded
+        .iter()
+        .position(|byte| *byte == b':')
+        .map(|colon| (&decoded[..colon], &decoded[colon + 1..]))
+        .ok_or_else(invalid)?;
+    let form_decode = |raw: &[u8]| {
+        let spaced: Vec<u8> = raw
+            .iter()
+            .map(|byte| if *byte == b'+' { b' ' } else { *byte })
+            .collect();
+        String::from_utf8(percent_decode(&spaced)).map_err(|_| invalid())
+    };
+    let (client_id, secret) = (form_decode(raw_id)?, form_decode(raw_secret)?);
+    let present = |name: &str| {
+        fields
+            .iter()
+            .any(|(field, value)| field == name && !value.is_empty())
+    };
+    if present("client_secret") || present("client_assertion") {
+        return Err(AadError::malformed(
+            "Only one client authentication method may be used: the Authorization header or \
+             'client_secret' / 'client_assertion' in the body.",
+        ));
+    }
+    match fields
+        .iter()
+        .find(|(field, value)| field == "client_id" && !value.is_empty())
+    {
+        Some((_, body_id)) if !body_id.eq_ignore_ascii_case(&client_id) => {
+            return Err(AadError::malformed(
+                "The client ID in the Authorization header does not match the 'client_id' \
+                 parameter.",
+            ));
+        }
+        Some(_) => {}
+        None => {
+            fields.retain(|(field, _)| field != "client_id");
+            fields.push(("client_id".to_owned(), client_id));
+        }
+    }
+    fields.retain(|(field, _)| field != "client_secret");
+    fields.push(("client_secret".to_owned(), secret));
+    Ok((fields, true))
+}
+
 /// Reads the body, within the size limit, as `application/x-www-form-urlencoded` UTF-8.
 async fn read_form(shared: &Shared, request: Request) -> Result<Vec<(String, String)>, AadError> {
     let limit = shared.max_body_bytes;
@@ -112,14 +188,24 @@ async fn read_form(shared: &Shared, request: Request) -> Result<Vec<(String, Str
     parse_form(&bytes)
 }
 
+/// The most fields a token request's form may have.
+const MAX_FORM_FIELDS: usize = 64;
+
 /// Parses a form body strictly: every name and value must be valid UTF-8 once decoded, and
 /// no field may appear twice.
 pub(crate) fn parse_form(body: &[u8]) -> Result<Vec<(String, String)>, AadError> {
     let mut fields: Vec<(String, String)> = Vec::new();
+    let mut names = std::collections::HashSet::new();
     for pair in body
         .split(|byte| *byte == b'&')
         .filter(|pair| !pair.is_empty())
     {
+        // Entra's token requests have a dozen fields or so: a cap keeps a crafted body cheap.
+        if fields.len() == MAX_FORM_FIELDS {
+            return Err(AadError::malformed(&format!(
+                "The request has more than {MAX_FORM_FIELDS} parameters."
+            )));
+        }
         let (name, value) = match pair.iter().position(|byte| *byte == b'=') {
             Some(index) => (&pair[..index], &pair[index + 1..]),
             None => (pair, &[][..]),
@@ -134,7 +220,7 @@ pub(crate) fn parse_form(body: &[u8]) -> Result<Vec<(String, String)>, AadError>
                 .map_err(|_| AadError::malformed("The request body is not valid UTF-8."))
         };
         let name = decode(name)?;
-        if fields.iter().any(|(existing, _)| *existing == name) {
+        if !names.insert(name.clone()) {
             return Err(AadError::malformed(&format!(
                 "The parameter '{name}' appears twice."
             )));

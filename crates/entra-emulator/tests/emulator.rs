@@ -882,3 +882,98 @@ async fn the_admin_api_registers_and_mints() {
         .expect("json");
     assert_eq!(counters["tokens_issued"], 1);
 }
+
+/// `client_secret_basic`: the ID and secret, each URL-encoded, joined by `:`, base64-encoded.
+fn basic(client_id: &str, secret: &str) -> String {
+    use base64::Engine as _;
+    let encode = |text: &str| form_urlencoded::byte_serialize(text.as_bytes()).collect::<String>();
+    let joined = format!("{}:{}", encode(client_id), encode(secret));
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(joined)
+    )
+}
+
+#[tokio::test]
+async fn client_secret_basic_is_accepted_as_entra_accepts_it() {
+    let harness = start().await;
+    let post = |authorization: String, form: Vec<(&'static str, &'static str)>| {
+        let request = harness
+            .http
+            .post(harness.token_url(TENANT))
+            .header("authorization", authorization)
+            .form(&form);
+        async move {
+            let response = request.send().await.expect("response");
+            let status = response.status().as_u16();
+            (status, response.json::<Value>().await.expect("json"))
+        }
+    };
+    let scope_only = vec![
+        ("grant_type", "client_credentials"),
+        ("scope", "api://downstream/.default"),
+    ];
+    // No client_id in the body: the header's is used.
+    let (status, body) = post(basic(API, SECRET), scope_only.clone()).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["access_token"].is_string(), "{body}");
+    // The same client_id in the body (another case) is fine.
+    let mut with_id = scope_only.clone();
+    with_id.push(("client_id", "10000000-0000-0000-0000-000000000001"));
+    let (status, body) = post(basic(&API.to_uppercase(), SECRET), with_id).await;
+    assert_eq!(status, 200, "{body}");
+    // A different one is an error.
+    let mut other_id = scope_only.clone();
+    other_id.push(("client_id", "20000000-0000-0000-0000-000000000002"));
+    let (status, body) = post(basic(API, SECRET), other_id).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error_description"]
+            .as_str()
+            .is_some_and(|text| text.contains("does not match")),
+        "{body}"
+    );
+    // A wrong secret is the usual invalid_client.
+    let (status, body) = post(basic(API, "not-the-secret"), scope_only.clone()).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["error"], "invalid_client");
+    // The header and a secret in the body at once: refused.
+    let mut both = scope_only.clone();
+    both.push(("client_secret", SECRET));
+    let (status, _) = post(basic(API, SECRET), both).await;
+    assert_eq!(status, 400);
+    // Not base64, or no colon: malformed.
+    let (status, _) = post("Basic %%%".to_owned(), scope_only.clone()).await;
+    assert_eq!(status, 400);
+    let (status, _) = post(
+        format!(
+            "Basic {}",
+            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, "no-colon")
+        ),
+        scope_only,
+    )
+    .await;
+    assert_eq!(status, 400);
+}
+
+#[tokio::test]
+async fn forms_with_thousands_of_fields_are_refused_cheaply() {
+    let harness = start().await;
+    let body: String = (0..5_000).map(|i| format!("f{i}=x&")).collect();
+    let response = harness
+        .http
+        .post(harness.token_url(TENANT))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(response.status(), 400);
+    let body: Value = response.json().await.expect("json");
+    assert!(
+        body["error_description"]
+            .as_str()
+            .is_some_and(|text| text.contains("more than 64 parameters")),
+        "{body}"
+    );
+}
