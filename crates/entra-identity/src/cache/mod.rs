@@ -6,3 +6,4 @@ pub(crate) mod distributed;
 pub(crate) mod memory;
 pub(crate) mod persistent;
 pub(crate) mod second_level;
+mod sync;
