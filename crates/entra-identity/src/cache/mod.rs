@@ -7,3 +7,7 @@ pub(crate) mod memory;
 pub(crate) mod persistent;
 pub(crate) mod second_level;
 mod sync;
+
+/// The interleaving explorer of the memory cache: built only with `--cfg shuttle`.
+#[cfg(all(test, shuttle))]
+mod explore;
