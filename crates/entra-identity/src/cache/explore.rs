@@ -345,17 +345,23 @@ async fn evictor(world: Arc<World>, users: Range<u8>) {
     }
 }
 
-/// Checks the counters whenever it is scheduled, `rounds` times.
+/// Checks the counters whenever it is scheduled, `rounds` times: the published ones as a
+/// reader sees them, without a lock (so also while a store holds the books), and the books
+/// against the live entries.
 async fn checker(world: Arc<World>, rounds: usize) {
-    for _ in 0..rounds {
-        if let Err(broken) = world.cache.check_invariants() {
-            panic!("the cache's books are wrong: {broken}");
-        }
+    let published = || {
         let (len, bytes) = (world.cache.len(), world.cache.bytes());
         assert!(
             len <= world.cache.capacity() && bytes <= world.cache.max_bytes(),
             "published counters beyond the limits: {len} entries, {bytes} bytes"
         );
+    };
+    for _ in 0..rounds {
+        published();
+        if let Err(broken) = world.cache.check_invariants() {
+            panic!("the cache's books are wrong: {broken}");
+        }
+        published();
         yield_now().await;
     }
 }
