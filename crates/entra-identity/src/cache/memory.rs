@@ -49,8 +49,6 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock};
 
 use arc_swap::ArcSwapOption;
 use futures_util::FutureExt as _;
@@ -58,6 +56,11 @@ use futures_util::future::WeakShared;
 use hashbrown::HashTable;
 use zeroize::Zeroizing;
 
+// Locks and atomics through `sync`, so that the interleaving explorer can replace them.
+use super::sync::{
+    Arc, AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Mutex, MutexGuard, OnceLock, Ordering,
+    PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard,
+};
 use crate::error::CredentialError;
 use crate::secret::{AccessTokenSecret, RefreshToken, SharedSecret};
 use crate::token::{AccessToken, AccessTokenInfo};
@@ -806,13 +809,13 @@ impl CacheInner {
     }
 }
 
-fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
     // Every change under the write lock leaves the table consistent; a panic cannot leave
     // it half-changed.
     lock.read().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
     lock.write().unwrap_or_else(PoisonError::into_inner)
 }
 

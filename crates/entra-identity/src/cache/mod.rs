@@ -6,3 +6,8 @@ pub(crate) mod distributed;
 pub(crate) mod memory;
 pub(crate) mod persistent;
 pub(crate) mod second_level;
+mod sync;
+
+/// The interleaving explorer of the memory cache: built only with `--cfg shuttle`.
+#[cfg(all(test, shuttle))]
+mod explore;
