@@ -81,7 +81,7 @@ impl std::fmt::Debug for Parsed {
 
 /// A cache document, whose strings (the secrets among them) are wiped when it is dropped.
 #[derive(Default)]
-struct Document(Map<String, Value>);
+pub(crate) struct Document(pub(crate) Map<String, Value>);
 
 impl Drop for Document {
     fn drop(&mut self) {
@@ -191,54 +191,7 @@ impl MsalCacheFile {
         refresh_token: Option<&str>,
         now: i64,
     ) -> std::io::Result<()> {
-        let mut sorted: Vec<&str> = scopes.to_vec();
-        sorted.sort_unstable();
-        sorted.dedup();
-        let target = sorted.join(" ");
-        self.modify(|document| {
-            let key = format!(
-                "-{}-accesstoken-{}-{}-{}",
-                entry.environment, entry.client_key, entry.realm, target
-            )
-            .to_lowercase();
-            let mut access = json!({
-                "credential_type": "AccessToken",
-                "secret": token.secret,
-                "home_account_id": Value::Null,
-                "environment": entry.environment,
-                "client_id": entry.client_key,
-                "target": target,
-                "realm": entry.realm,
-                "token_type": token.token_type,
-                "cached_at": now.to_string(),
-                "expires_on": token.expires_on.to_string(),
-                "extended_expires_on": token.expires_on.to_string(),
-            });
-            if let Some(refresh_on) = token.refresh_on {
-                access["refresh_on"] = json!(refresh_on.to_string());
-            }
-            section(document, "AccessToken").insert(key, access);
-            if let Some(refresh_token) = refresh_token {
-                let key = format!(
-                    "-{}-refreshtoken-{}--{}",
-                    entry.environment, entry.client_key, target
-                )
-                .to_lowercase();
-                section(document, "RefreshToken").insert(
-                    key,
-                    json!({
-                        "credential_type": "RefreshToken",
-                        "secret": refresh_token,
-                        "home_account_id": Value::Null,
-                        "environment": entry.environment,
-                        "client_id": entry.client_key,
-                        "target": target,
-                        "last_modification_time": now.to_string(),
-                    }),
-                );
-            }
-            prune(document, now);
-        })
+        self.modify(|document| store_tokens(document, entry, scopes, token, refresh_token, now))
     }
 
     /// Runs `read` on the whole cache; a missing or empty one is empty. A cache caught
@@ -278,14 +231,7 @@ impl MsalCacheFile {
             Map::new()
         } else {
             self.parses.fetch_add(1, Ordering::Relaxed);
-            match serde_json::from_slice::<Value>(&bytes) {
-                Ok(Value::Object(map)) => map,
-                Ok(mut other) => {
-                    wipe(&mut other);
-                    return Err(());
-                }
-                Err(_) => return Err(()),
-            }
+            parse_document(&bytes)?
         };
         Ok(parsed.insert(Parsed {
             bytes,
@@ -689,8 +635,79 @@ fn same_file(file: &std::fs::File, path: &Path) -> bool {
     }
 }
 
+/// The cache document in `bytes` (not empty): a JSON object, or `Err` when they are not a
+/// cache (whatever was parsed of them is wiped).
+pub(crate) fn parse_document(bytes: &[u8]) -> Result<Map<String, Value>, ()> {
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(mut other) => {
+            wipe(&mut other);
+            Err(())
+        }
+        Err(_) => Err(()),
+    }
+}
+
+/// Adds (or replaces) an access token in `document`, and a refresh token when given, then
+/// prunes what no reader can use any more.
+pub(crate) fn store_tokens(
+    document: &mut Map<String, Value>,
+    entry: &EntryScope<'_>,
+    scopes: &[&str],
+    token: &CachedAccessToken,
+    refresh_token: Option<&str>,
+    now: i64,
+) {
+    let mut sorted: Vec<&str> = scopes.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let target = sorted.join(" ");
+    let key = format!(
+        "-{}-accesstoken-{}-{}-{}",
+        entry.environment, entry.client_key, entry.realm, target
+    )
+    .to_lowercase();
+    let mut access = json!({
+        "credential_type": "AccessToken",
+        "secret": token.secret,
+        "home_account_id": Value::Null,
+        "environment": entry.environment,
+        "client_id": entry.client_key,
+        "target": target,
+        "realm": entry.realm,
+        "token_type": token.token_type,
+        "cached_at": now.to_string(),
+        "expires_on": token.expires_on.to_string(),
+        "extended_expires_on": token.expires_on.to_string(),
+    });
+    if let Some(refresh_on) = token.refresh_on {
+        access["refresh_on"] = json!(refresh_on.to_string());
+    }
+    section(document, "AccessToken").insert(key, access);
+    if let Some(refresh_token) = refresh_token {
+        let key = format!(
+            "-{}-refreshtoken-{}--{}",
+            entry.environment, entry.client_key, target
+        )
+        .to_lowercase();
+        section(document, "RefreshToken").insert(
+            key,
+            json!({
+                "credential_type": "RefreshToken",
+                "secret": refresh_token,
+                "home_account_id": Value::Null,
+                "environment": entry.environment,
+                "client_id": entry.client_key,
+                "target": target,
+                "last_modification_time": now.to_string(),
+            }),
+        );
+    }
+    prune(document, now);
+}
+
 /// A valid access token for `scopes` in `document`.
-fn access_token_in(
+pub(crate) fn access_token_in(
     document: &Map<String, Value>,
     entry: &EntryScope<'_>,
     scopes: &[&str],
@@ -714,7 +731,7 @@ fn access_token_in(
 }
 
 /// The refresh token for `scopes` under the entry's key in `document`, if exactly one matches.
-fn refresh_token_in(
+pub(crate) fn refresh_token_in(
     document: &Map<String, Value>,
     entry: &EntryScope<'_>,
     scopes: &[&str],
