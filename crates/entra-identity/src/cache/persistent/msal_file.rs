@@ -706,7 +706,8 @@ pub(crate) fn store_tokens(
     prune(document, now);
 }
 
-/// A valid access token for `scopes` in `document`.
+/// A valid access token for `scopes` in `document`. Entries without a secret (written by
+/// something else, or damaged) are passed over: they must not hide a usable token.
 pub(crate) fn access_token_in(
     document: &Map<String, Value>,
     entry: &EntryScope<'_>,
@@ -716,6 +717,7 @@ pub(crate) fn access_token_in(
     let tokens = document.get("AccessToken").and_then(Value::as_object)?;
     let token = tokens.values().filter_map(Value::as_object).find(|token| {
         text(token, "credential_type") == Some("AccessToken")
+            && text(token, "secret").is_some()
             && text(token, "client_id") == Some(entry.client_key)
             && text(token, "realm").is_some_and(|realm| realm.eq_ignore_ascii_case(entry.realm))
             && text(token, "environment").is_some_and(|env| same_host(env, entry.environment))
@@ -730,7 +732,8 @@ pub(crate) fn access_token_in(
     })
 }
 
-/// The refresh token for `scopes` under the entry's key in `document`, if exactly one matches.
+/// The refresh token for `scopes` under the entry's key in `document`, if exactly one matches
+/// (entries without a secret are passed over).
 pub(crate) fn refresh_token_in(
     document: &Map<String, Value>,
     entry: &EntryScope<'_>,
@@ -741,7 +744,8 @@ pub(crate) fn refresh_token_in(
         .values()
         .filter_map(Value::as_object)
         .filter(|token| {
-            text(token, "client_id") == Some(entry.client_key)
+            text(token, "secret").is_some()
+                && text(token, "client_id") == Some(entry.client_key)
                 && text(token, "environment").is_some_and(|env| same_host(env, entry.environment))
                 && covers(text(token, "target"), scopes)
         });
@@ -967,6 +971,38 @@ mod tests {
             serde_json::from_slice(&std::fs::read(&path).expect("file")).expect("json");
         assert_eq!(document["Account"]["x"]["username"], "u");
         assert_eq!(document["AccessToken"]["k"]["secret"], "other");
+    }
+
+    /// Found by the `msal_cache` fuzz target: an entry matching the request but without a
+    /// secret (damaged, or another writer's) came first in the section and hid the usable
+    /// token stored beside it, so every lookup missed.
+    #[test]
+    fn entries_without_a_secret_hide_no_usable_token() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("cache");
+        let shadow = json!({
+            "credential_type": "AccessToken", "environment": "login.example",
+            "client_id": "client", "realm": "tenant", "target": "a", "expires_on": "2000",
+        });
+        let shadow_rt = json!({
+            "credential_type": "RefreshToken", "environment": "login.example",
+            "client_id": "client", "target": "a",
+        });
+        std::fs::write(
+            &path,
+            json!({
+                "AccessToken": { "-": shadow, "-~": { "secret": 5 } },
+                "RefreshToken": { "-": shadow_rt },
+            })
+            .to_string(),
+        )
+        .expect("seed");
+        let file = MsalCacheFile::new(path, Store::File);
+        file.store(&entry(), &["a"], &token("AT", 2000), Some("RT"), 1000)
+            .expect("store");
+        let found = file.find(&entry(), &["a"], 1500, true).expect("read");
+        assert_eq!(found.access_token.expect("found").secret, "AT");
+        assert_eq!(found.refresh_token.as_deref(), Some("RT"));
     }
 
     #[test]
