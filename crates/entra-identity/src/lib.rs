@@ -371,13 +371,13 @@ pub mod internal {
         crate::endpoint::protocol::merge_claims(claims, enable_cae)
     }
 
-    /// A `Retry-After` header's value as a wait from `now` (Unix seconds): delta-seconds or
-    /// an HTTP date; `None` when it is neither.
-    pub fn parse_retry_after(value: &str, now: u64) -> Option<std::time::Duration> {
-        crate::endpoint::http::parse_retry_after(
-            value,
-            std::time::UNIX_EPOCH + std::time::Duration::from_secs(now),
-        )
+    /// A `Retry-After` header's value as a wait from `now`: delta-seconds or an HTTP date;
+    /// `None` when it is neither.
+    pub fn parse_retry_after(
+        value: &str,
+        now: std::time::SystemTime,
+    ) -> Option<std::time::Duration> {
+        crate::endpoint::http::parse_retry_after(value, now)
     }
 
     /// A token cache document in MSAL's unified format, read and changed in memory by the
