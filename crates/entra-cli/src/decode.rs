@@ -2,10 +2,8 @@
 
 use std::io::Read as _;
 
-use anyhow::{Context as _, bail};
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use serde_json::Value;
+use anyhow::Context as _;
+use entra_cli::jwt::{annotate, decode};
 
 use crate::Failure;
 
@@ -34,65 +32,4 @@ pub(crate) fn run(args: &DecodeArgs) -> Result<(), Failure> {
         serde_json::to_string_pretty(&annotate(claims))?
     );
     Ok(())
-}
-
-/// The header and claims of a compact JWT.
-pub(crate) fn decode(token: &str) -> anyhow::Result<(Value, Value)> {
-    // Accept what `entra token --output header` prints, too.
-    let token = token.trim();
-    let token = token
-        .strip_prefix("Authorization:")
-        .map_or(token, str::trim_start);
-    let token = token.strip_prefix("Bearer ").unwrap_or(token);
-    let parts: Vec<&str> = token.split('.').collect();
-    if parts.len() != 3 {
-        bail!(
-            "not a JWT: expected three dot-separated parts, found {}",
-            parts.len()
-        );
-    }
-    let part = |index: usize, name: &str| -> anyhow::Result<Value> {
-        let bytes = URL_SAFE_NO_PAD
-            .decode(parts[index].trim_end_matches('='))
-            .with_context(|| format!("the {name} is not base64url"))?;
-        serde_json::from_slice(&bytes).with_context(|| format!("the {name} is not JSON"))
-    };
-    Ok((part(0, "header")?, part(1, "claims")?))
-}
-
-/// Adds readable UTC times beside the numeric date claims.
-fn annotate(mut claims: Value) -> Value {
-    if let Value::Object(map) = &mut claims {
-        for name in ["iat", "nbf", "exp"] {
-            let readable = map
-                .get(name)
-                .and_then(Value::as_i64)
-                .and_then(crate::token::utc_text);
-            if let Some(text) = readable {
-                map.insert(format!("{name} (UTC)"), Value::String(text));
-            }
-        }
-    }
-    claims
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn decodes_header_and_claims() {
-        let encode = |json: &str| URL_SAFE_NO_PAD.encode(json);
-        let token = format!(
-            "{}.{}.sig",
-            encode(r#"{"alg":"RS256"}"#),
-            encode(r#"{"exp":0,"sub":"x"}"#)
-        );
-        let (header, claims) = decode(&format!("Bearer {token}\n")).expect("decoded");
-        assert!(decode(&format!("Authorization: Bearer {token}")).is_ok());
-        assert_eq!(header["alg"], "RS256");
-        assert_eq!(annotate(claims)["exp (UTC)"], "1970-01-01 00:00:00 UTC");
-        assert!(decode("a.b").is_err());
-        assert!(decode("!!.e30.x").is_err());
-    }
 }

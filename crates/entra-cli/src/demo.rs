@@ -220,11 +220,11 @@ fn now() -> i64 {
 
 /// Prints chosen claims of a token (decoded, not verified).
 fn show_claims(token: &str, names: &[&str]) -> Result<(), Failure> {
-    let (_, claims) = crate::decode::decode(token)?;
+    let (_, claims) = entra_cli::jwt::decode(token)?;
     for name in names {
         let value = claims.get(*name).cloned().unwrap_or(Value::Null);
         let shown = match (name, value.as_i64()) {
-            (&"exp", Some(exp)) => crate::token::utc_text(exp).unwrap_or_default(),
+            (&"exp", Some(exp)) => entra_cli::jwt::utc_text(exp).unwrap_or_default(),
             _ => value.to_string(),
         };
         println!("   {name:>7}: {shown}");

@@ -237,7 +237,7 @@ fn print(common: &CommonArgs, info: &AccessTokenInfo) -> Result<(), Failure> {
                 "expires_on": info.expires_on,
                 "tokenType": info.token_type,
                 "tenant": tenant,
-                "refreshOn": info.refresh_on.and_then(utc_text),
+                "refreshOn": info.refresh_on.and_then(entra_cli::jwt::utc_text),
             });
             println!("{}", serde_json::to_string_pretty(&document)?);
         }
@@ -249,16 +249,6 @@ fn print(common: &CommonArgs, info: &AccessTokenInfo) -> Result<(), Failure> {
 fn az_time(unix: i64) -> Option<String> {
     let format =
         time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second].000000");
-    time::OffsetDateTime::from_unix_timestamp(unix)
-        .ok()?
-        .format(&format)
-        .ok()
-}
-
-/// A readable UTC time.
-pub(crate) fn utc_text(unix: i64) -> Option<String> {
-    let format =
-        time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second] UTC");
     time::OffsetDateTime::from_unix_timestamp(unix)
         .ok()?
         .format(&format)

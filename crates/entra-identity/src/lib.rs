@@ -335,8 +335,162 @@ pub mod internal {
         }
     }
 
-    /// Parses a token endpoint response body (for fuzzing).
+    /// Parses a token endpoint response body (for fuzzing): whether it is a usable token.
     pub fn parse_token_response(status: u16, body: &[u8]) -> bool {
         crate::endpoint::protocol::parse_token_response(status, None, body, 0).is_ok()
+    }
+
+    /// Reads a token endpoint response as the credentials do: its status, `Content-Type`
+    /// and body, for a request sent at `request_time` (Unix seconds). A success is the token
+    /// and the refresh token, if any.
+    ///
+    /// # Errors
+    ///
+    /// What `get_token` returns for this response: an Entra ID error (with its claims
+    /// challenge, if any), or an invalid response.
+    pub fn read_token_response(
+        status: u16,
+        content_type: Option<&str>,
+        body: &[u8],
+        request_time: i64,
+    ) -> Result<(crate::AccessTokenInfo, Option<crate::RefreshToken>), crate::CredentialError> {
+        crate::endpoint::protocol::parse_token_response(status, content_type, body, request_time)
+            .map(|response| (response.info, response.refresh_token))
+    }
+
+    /// The `claims` form field a token request sends: the caller's claims (such as a claims
+    /// challenge), with the CP1 client capability merged in when `enable_cae`.
+    ///
+    /// # Errors
+    ///
+    /// With CAE, claims that are not a JSON object, or whose `access_token` is not one.
+    pub fn merge_claims(
+        claims: Option<&str>,
+        enable_cae: bool,
+    ) -> Result<Option<String>, crate::CredentialError> {
+        crate::endpoint::protocol::merge_claims(claims, enable_cae)
+    }
+
+    /// A `Retry-After` header's value as a wait from `now`: delta-seconds or an HTTP date;
+    /// `None` when it is neither.
+    pub fn parse_retry_after(
+        value: &str,
+        now: std::time::SystemTime,
+    ) -> Option<std::time::Duration> {
+        crate::endpoint::http::parse_retry_after(value, now)
+    }
+
+    /// A token cache document in MSAL's unified format, read and changed in memory by the
+    /// same code as the persistent cache ([`CacheFile`] adds the file, its lock and the
+    /// secret stores). Its strings are wiped when it is dropped.
+    pub struct CacheDocument(crate::cache::persistent::msal_file::Document);
+
+    impl std::fmt::Debug for CacheDocument {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            // The document holds secrets: its sections only.
+            f.debug_struct("CacheDocument")
+                .field("sections", &self.0.0.keys().collect::<Vec<_>>())
+                .finish_non_exhaustive()
+        }
+    }
+
+    impl CacheDocument {
+        /// Parses a cache document as the persistent cache reads one: empty (or white space
+        /// only) is an empty cache.
+        ///
+        /// # Errors
+        ///
+        /// The bytes are not a token cache (not a JSON object).
+        pub fn parse(bytes: &[u8]) -> std::io::Result<Self> {
+            use crate::cache::persistent::msal_file::{Document, parse_document};
+            if bytes.iter().all(u8::is_ascii_whitespace) {
+                return Ok(Self(Document::default()));
+            }
+            parse_document(bytes)
+                .map(|map| Self(Document(map)))
+                .map_err(|()| {
+                    std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        "the document is not a token cache",
+                    )
+                })
+        }
+
+        /// The secret of a valid access token for `scope`, as [`CacheFile`] finds it.
+        pub fn find_access_token(
+            &self,
+            client_id: &str,
+            environment: &str,
+            realm: &str,
+            scope: &str,
+            now: i64,
+        ) -> Option<String> {
+            let entry = crate::cache::persistent::msal_file::EntryScope {
+                client_key: client_id,
+                environment,
+                realm,
+            };
+            crate::cache::persistent::msal_file::access_token_in(&self.0.0, &entry, &[scope], now)
+                .map(|token| token.secret)
+        }
+
+        /// The refresh token for `scope`, if exactly one matches.
+        pub fn find_refresh_token(
+            &self,
+            client_id: &str,
+            environment: &str,
+            scope: &str,
+        ) -> Option<String> {
+            let entry = crate::cache::persistent::msal_file::EntryScope {
+                client_key: client_id,
+                environment,
+                realm: "",
+            };
+            crate::cache::persistent::msal_file::refresh_token_in(&self.0.0, &entry, &[scope])
+        }
+
+        /// Adds an application's access token (and a refresh token when given) as
+        /// [`CacheFile`] does, pruning what no reader can use any more.
+        #[allow(clippy::too_many_arguments)]
+        pub fn store_access_token(
+            &mut self,
+            client_id: &str,
+            environment: &str,
+            realm: &str,
+            scope: &str,
+            secret: &str,
+            expires_on: i64,
+            refresh_token: Option<&str>,
+            now: i64,
+        ) {
+            let entry = crate::cache::persistent::msal_file::EntryScope {
+                client_key: client_id,
+                environment,
+                realm,
+            };
+            let token = crate::cache::persistent::msal_file::CachedAccessToken {
+                secret: secret.to_owned(),
+                expires_on,
+                refresh_on: None,
+                token_type: "Bearer".to_owned(),
+            };
+            crate::cache::persistent::msal_file::store_tokens(
+                &mut self.0.0,
+                &entry,
+                &[scope],
+                &token,
+                refresh_token,
+                now,
+            );
+        }
+
+        /// The document as the persistent cache writes it.
+        ///
+        /// # Errors
+        ///
+        /// The document cannot be serialized (never for a parsed document).
+        pub fn to_bytes(&self) -> std::io::Result<zeroize::Zeroizing<Vec<u8>>> {
+            Ok(zeroize::Zeroizing::new(serde_json::to_vec(&self.0.0)?))
+        }
     }
 }

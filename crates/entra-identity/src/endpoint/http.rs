@@ -932,7 +932,7 @@ fn retry_after(response: &reqwest::Response, now: SystemTime) -> Option<Duration
 /// `Retry-After` in either form of RFC 9110: delta-seconds (what Entra ID sends; a number
 /// too large for a `u64` is a very long wait) or an HTTP date (a date already past is no
 /// wait). Anything else is ignored.
-fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let value = value.trim();
     if !value.is_empty() && value.bytes().all(|byte| byte.is_ascii_digit()) {
         return Some(Duration::from_secs(

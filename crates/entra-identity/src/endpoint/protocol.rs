@@ -103,8 +103,10 @@ pub(crate) struct TokenResponse {
 /// refresh times count from it.
 ///
 /// A success needs a non-empty `access_token` and a lifetime: `expires_in` above zero, and an
-/// expiry (from `expires_on`, else `expires_in`) after `request_time`. Anything less is an
-/// [`FailureKind::InvalidResponse`] error, so it is never returned nor cached.
+/// expiry (from `expires_on`, else `expires_in`) after `request_time`; a `token_type`, when
+/// given, must be an HTTP authentication scheme (it heads the `Authorization` header).
+/// Anything less is an [`FailureKind::InvalidResponse`] error, so it is never returned nor
+/// cached.
 ///
 /// Error messages never include the body: a malformed success body may hold a token. The
 /// access and refresh tokens are moved, not copied, out of the parsed JSON into their
@@ -192,6 +194,12 @@ pub(crate) fn parse_token_response(
     };
     let token_type = match fields.get("token_type").and_then(Value::as_str) {
         None | Some("Bearer") | Some("bearer") => Cow::Borrowed("Bearer"),
+        // It heads the `Authorization` header the token is sent in: nothing else fits there.
+        Some(other) if !is_authentication_scheme(other) => {
+            return Err(invalid(
+                "the token_type is not an HTTP authentication scheme",
+            ));
+        }
         Some(other) => Cow::Owned(other.to_owned()),
     };
     Ok(TokenResponse {
@@ -205,6 +213,15 @@ pub(crate) fn parse_token_response(
             .filter(|token| !token.is_empty())
             .map(|mut token| RefreshToken::new(std::mem::take(&mut *token))),
     })
+}
+
+/// Whether `text` is an HTTP authentication scheme (RFC 9110's `token`: one or more
+/// `tchar`), so that `<scheme> <token>` is a well-formed `Authorization` header.
+fn is_authentication_scheme(text: &str) -> bool {
+    !text.is_empty()
+        && text
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte))
 }
 
 /// A seconds field that may be a number or a numeric string.
@@ -328,6 +345,37 @@ mod tests {
             )
             .is_ok()
         );
+    }
+
+    /// Found by the `token_response` fuzz target: `"token_type": ""` was a success, and so
+    /// was any text, though the type heads the `Authorization` header (`entra token --output
+    /// header` printed `Authorization:  <token>`).
+    #[test]
+    fn token_types_that_are_no_authentication_scheme_are_invalid_responses() {
+        for token_type in [
+            "",
+            " ",
+            "Bearer ",
+            "Bear er",
+            "Bearer\r\nX-Injected: 1",
+            "Bé",
+        ] {
+            let body = serde_json::json!({
+                "access_token": "AT", "expires_in": 3600, "token_type": token_type,
+            })
+            .to_string();
+            let error = parse_token_response(200, None, body.as_bytes(), 0).expect_err(token_type);
+            let auth = error.client_authentication().expect("authentication error");
+            assert_eq!(auth.kind(), FailureKind::InvalidResponse, "{token_type:?}");
+        }
+        for (token_type, read) in [("bearer", "Bearer"), ("pop", "pop"), ("N_A", "N_A")] {
+            let body = serde_json::json!({
+                "access_token": "AT", "expires_in": 3600, "token_type": token_type,
+            })
+            .to_string();
+            let response = parse_token_response(200, None, body.as_bytes(), 0).expect("ok");
+            assert_eq!(response.info.token_type, read);
+        }
     }
 
     #[test]

@@ -84,7 +84,7 @@ impl std::fmt::Debug for Parsed {
 
 /// A cache document, whose strings (the secrets among them) are wiped when it is dropped.
 #[derive(Default)]
-struct Document(Map<String, Value>);
+pub(crate) struct Document(pub(crate) Map<String, Value>);
 
 impl Drop for Document {
     fn drop(&mut self) {
@@ -194,54 +194,7 @@ impl MsalCacheFile {
         refresh_token: Option<&str>,
         now: i64,
     ) -> std::io::Result<()> {
-        let mut sorted: Vec<&str> = scopes.to_vec();
-        sorted.sort_unstable();
-        sorted.dedup();
-        let target = sorted.join(" ");
-        self.modify(|document| {
-            let key = format!(
-                "-{}-accesstoken-{}-{}-{}",
-                entry.environment, entry.client_key, entry.realm, target
-            )
-            .to_lowercase();
-            let mut access = json!({
-                "credential_type": "AccessToken",
-                "secret": token.secret,
-                "home_account_id": Value::Null,
-                "environment": entry.environment,
-                "client_id": entry.client_key,
-                "target": target,
-                "realm": entry.realm,
-                "token_type": token.token_type,
-                "cached_at": now.to_string(),
-                "expires_on": token.expires_on.to_string(),
-                "extended_expires_on": token.expires_on.to_string(),
-            });
-            if let Some(refresh_on) = token.refresh_on {
-                access["refresh_on"] = json!(refresh_on.to_string());
-            }
-            section(document, "AccessToken").insert(key, access);
-            if let Some(refresh_token) = refresh_token {
-                let key = format!(
-                    "-{}-refreshtoken-{}--{}",
-                    entry.environment, entry.client_key, target
-                )
-                .to_lowercase();
-                section(document, "RefreshToken").insert(
-                    key,
-                    json!({
-                        "credential_type": "RefreshToken",
-                        "secret": refresh_token,
-                        "home_account_id": Value::Null,
-                        "environment": entry.environment,
-                        "client_id": entry.client_key,
-                        "target": target,
-                        "last_modification_time": now.to_string(),
-                    }),
-                );
-            }
-            prune(document, now);
-        })
+        self.modify(|document| store_tokens(document, entry, scopes, token, refresh_token, now))
     }
 
     /// Runs `read` on the whole cache; a missing or empty one is empty. A cache caught
@@ -281,14 +234,7 @@ impl MsalCacheFile {
             Map::new()
         } else {
             self.parses.fetch_add(1, Ordering::Relaxed);
-            match serde_json::from_slice::<Value>(&bytes) {
-                Ok(Value::Object(map)) => map,
-                Ok(mut other) => {
-                    wipe(&mut other);
-                    return Err(());
-                }
-                Err(_) => return Err(()),
-            }
+            parse_document(&bytes)?
         };
         Ok(parsed.insert(Parsed {
             bytes,
@@ -718,8 +664,80 @@ fn same_file(file: &std::fs::File, path: &Path) -> bool {
     }
 }
 
-/// A valid access token for `scopes` in `document`.
-fn access_token_in(
+/// The cache document in `bytes` (not empty): a JSON object, or `Err` when they are not a
+/// cache (whatever was parsed of them is wiped).
+pub(crate) fn parse_document(bytes: &[u8]) -> Result<Map<String, Value>, ()> {
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(mut other) => {
+            wipe(&mut other);
+            Err(())
+        }
+        Err(_) => Err(()),
+    }
+}
+
+/// Adds (or replaces) an access token in `document`, and a refresh token when given, then
+/// prunes what no reader can use any more.
+pub(crate) fn store_tokens(
+    document: &mut Map<String, Value>,
+    entry: &EntryScope<'_>,
+    scopes: &[&str],
+    token: &CachedAccessToken,
+    refresh_token: Option<&str>,
+    now: i64,
+) {
+    let mut sorted: Vec<&str> = scopes.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let target = sorted.join(" ");
+    let key = format!(
+        "-{}-accesstoken-{}-{}-{}",
+        entry.environment, entry.client_key, entry.realm, target
+    )
+    .to_lowercase();
+    let mut access = json!({
+        "credential_type": "AccessToken",
+        "secret": token.secret,
+        "home_account_id": Value::Null,
+        "environment": entry.environment,
+        "client_id": entry.client_key,
+        "target": target,
+        "realm": entry.realm,
+        "token_type": token.token_type,
+        "cached_at": now.to_string(),
+        "expires_on": token.expires_on.to_string(),
+        "extended_expires_on": token.expires_on.to_string(),
+    });
+    if let Some(refresh_on) = token.refresh_on {
+        access["refresh_on"] = json!(refresh_on.to_string());
+    }
+    section(document, "AccessToken").insert(key, access);
+    if let Some(refresh_token) = refresh_token {
+        let key = format!(
+            "-{}-refreshtoken-{}--{}",
+            entry.environment, entry.client_key, target
+        )
+        .to_lowercase();
+        section(document, "RefreshToken").insert(
+            key,
+            json!({
+                "credential_type": "RefreshToken",
+                "secret": refresh_token,
+                "home_account_id": Value::Null,
+                "environment": entry.environment,
+                "client_id": entry.client_key,
+                "target": target,
+                "last_modification_time": now.to_string(),
+            }),
+        );
+    }
+    prune(document, now);
+}
+
+/// A valid access token for `scopes` in `document`. Entries without a secret (written by
+/// something else, or damaged) are passed over: they must not hide a usable token.
+pub(crate) fn access_token_in(
     document: &Map<String, Value>,
     entry: &EntryScope<'_>,
     scopes: &[&str],
@@ -728,6 +746,7 @@ fn access_token_in(
     let tokens = document.get("AccessToken").and_then(Value::as_object)?;
     let token = tokens.values().filter_map(Value::as_object).find(|token| {
         text(token, "credential_type") == Some("AccessToken")
+            && text(token, "secret").is_some()
             && text(token, "client_id") == Some(entry.client_key)
             && text(token, "realm").is_some_and(|realm| realm.eq_ignore_ascii_case(entry.realm))
             && text(token, "environment").is_some_and(|env| same_host(env, entry.environment))
@@ -742,8 +761,9 @@ fn access_token_in(
     })
 }
 
-/// The refresh token for `scopes` under the entry's key in `document`, if exactly one matches.
-fn refresh_token_in(
+/// The refresh token for `scopes` under the entry's key in `document`, if exactly one matches
+/// (entries without a secret are passed over).
+pub(crate) fn refresh_token_in(
     document: &Map<String, Value>,
     entry: &EntryScope<'_>,
     scopes: &[&str],
@@ -753,7 +773,8 @@ fn refresh_token_in(
         .values()
         .filter_map(Value::as_object)
         .filter(|token| {
-            text(token, "client_id") == Some(entry.client_key)
+            text(token, "secret").is_some()
+                && text(token, "client_id") == Some(entry.client_key)
                 && text(token, "environment").is_some_and(|env| same_host(env, entry.environment))
                 && covers(text(token, "target"), scopes)
         });
@@ -1002,6 +1023,38 @@ mod tests {
             serde_json::from_slice(&std::fs::read(&path).expect("file")).expect("json");
         assert_eq!(document["Account"]["x"]["username"], "u");
         assert_eq!(document["AccessToken"]["k"]["secret"], "other");
+    }
+
+    /// Found by the `msal_cache` fuzz target: an entry matching the request but without a
+    /// secret (damaged, or another writer's) came first in the section and hid the usable
+    /// token stored beside it, so every lookup missed.
+    #[test]
+    fn entries_without_a_secret_hide_no_usable_token() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("cache");
+        let shadow = json!({
+            "credential_type": "AccessToken", "environment": "login.example",
+            "client_id": "client", "realm": "tenant", "target": "a", "expires_on": "2000",
+        });
+        let shadow_rt = json!({
+            "credential_type": "RefreshToken", "environment": "login.example",
+            "client_id": "client", "target": "a",
+        });
+        std::fs::write(
+            &path,
+            json!({
+                "AccessToken": { "-": shadow, "-~": { "secret": 5 } },
+                "RefreshToken": { "-": shadow_rt },
+            })
+            .to_string(),
+        )
+        .expect("seed");
+        let file = MsalCacheFile::new(path, Store::File);
+        file.store(&entry(), &["a"], &token("AT", 2000), Some("RT"), 1000)
+            .expect("store");
+        let found = file.find(&entry(), &["a"], 1500, true).expect("read");
+        assert_eq!(found.access_token.expect("found").secret, "AT");
+        assert_eq!(found.refresh_token.as_deref(), Some("RT"));
     }
 
     #[test]
