@@ -1,7 +1,9 @@
 //! The token endpoint's wire format: form bodies, claims, responses and error bodies.
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use zeroize::Zeroizing;
 
@@ -21,7 +23,9 @@ const LONG_LIVED_SECS: i64 = 7200;
 const CP1_CLAIMS: &str = r#"{"access_token":{"xms_cc":{"values":["CP1"]}}}"#;
 
 /// The `claims` form field for a request: the caller's claims, with the CP1 capability merged
-/// in when CAE is enabled.
+/// in when CAE is enabled. The caller's values are kept as they were written (numbers
+/// included, which a round trip through `f64` would change); only the `access_token` object
+/// is rewritten, with `xms_cc` set.
 ///
 /// # Errors
 ///
@@ -30,6 +34,8 @@ pub(crate) fn merge_claims(
     claims: Option<&str>,
     enable_cae: bool,
 ) -> Result<Option<String>, CredentialError> {
+    /// A JSON object whose values are kept as written.
+    type RawObject = BTreeMap<String, Box<RawValue>>;
     let claims = claims.filter(|claims| !claims.trim().is_empty());
     if !enable_cae {
         return Ok(claims.map(str::to_owned));
@@ -38,21 +44,26 @@ pub(crate) fn merge_claims(
         return Ok(Some(CP1_CLAIMS.to_owned()));
     };
     let invalid = || CredentialError::InvalidRequest("claims must be a JSON object".to_owned());
-    let mut parsed: Map<String, Value> = match serde_json::from_str(claims) {
-        Ok(Value::Object(map)) => map,
-        _ => return Err(invalid()),
+    let mut parsed: RawObject = serde_json::from_str(claims).map_err(|_| invalid())?;
+    let mut access_token: RawObject = match parsed.get("access_token") {
+        Some(raw) => serde_json::from_str(raw.get()).map_err(|_| invalid())?,
+        None => RawObject::new(),
     };
-    let access_token = parsed
-        .entry("access_token")
-        .or_insert_with(|| Value::Object(Map::new()));
-    let Value::Object(access_token) = access_token else {
-        return Err(invalid());
+    let merge = |access_token: &mut RawObject, parsed: &mut RawObject| {
+        access_token.insert(
+            "xms_cc".to_owned(),
+            RawValue::from_string(r#"{"values":["CP1"]}"#.to_owned())?,
+        );
+        parsed.insert(
+            "access_token".to_owned(),
+            serde_json::value::to_raw_value(access_token)?,
+        );
+        serde_json::to_string(parsed)
     };
-    access_token.insert(
-        "xms_cc".to_owned(),
-        serde_json::json!({ "values": ["CP1"] }),
-    );
-    Ok(Some(Value::Object(parsed).to_string()))
+    // Serializing what was just parsed cannot fail.
+    merge(&mut access_token, &mut parsed)
+        .map(Some)
+        .map_err(|_| invalid())
 }
 
 /// A form body under construction. It holds secrets, so it is wiped when dropped, and it is
@@ -287,6 +298,31 @@ mod tests {
         );
         assert!(merge_claims(Some("not json"), true).is_err());
         assert!(merge_claims(Some(r#"{"access_token": 5}"#), true).is_err());
+        assert!(merge_claims(Some(r#"{"access_token": null}"#), true).is_err());
+        assert!(merge_claims(Some("[]"), true).is_err());
+    }
+
+    /// Found by the `claims` fuzz target: the merge re-serialized the caller's claims through
+    /// `f64`, so `-2222E272` was sent as `-2.2220000000000002e275` (and a large integer lost
+    /// its digits); merging the result again changed it again.
+    #[test]
+    fn cae_keeps_the_callers_claims_as_written() {
+        let claims = r#"{"x": -2222E272, "access_token": {"nbf": {"essential": true, "value": 123456789012345678901234567890}}, "id_token": {"a": 0.1}}"#;
+        let merged = merge_claims(Some(claims), true)
+            .expect("ok")
+            .expect("claims");
+        for written in [
+            r#""x":-2222E272"#,
+            r#""value": 123456789012345678901234567890"#,
+            r#""id_token":{"a": 0.1}"#,
+            r#""xms_cc":{"values":["CP1"]}"#,
+        ] {
+            assert!(merged.contains(written), "{written} in {merged}");
+        }
+        let again = merge_claims(Some(&merged), true)
+            .expect("ok")
+            .expect("claims");
+        assert_eq!(again, merged);
     }
 
     #[test]
