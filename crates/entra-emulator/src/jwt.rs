@@ -185,9 +185,20 @@ impl Algorithm {
     }
 }
 
-/// Decodes a base64url thumbprint header, with or without padding.
+/// Decodes a thumbprint header (`x5t`, `x5t#S256`) as Entra does: base64url or standard
+/// base64, with or without padding. RFC 7515 says base64url, but clients such as Microsoft's
+/// Rust `azure_identity` send standard base64 with padding, and Entra accepts both.
 pub(crate) fn decode_thumbprint(value: &str) -> Option<Vec<u8>> {
-    URL_SAFE_NO_PAD.decode(value.trim_end_matches('=')).ok()
+    let url_safe: String = value
+        .trim_end_matches('=')
+        .chars()
+        .map(|c| match c {
+            '+' => '-',
+            '/' => '_',
+            other => other,
+        })
+        .collect();
+    URL_SAFE_NO_PAD.decode(url_safe).ok()
 }
 
 #[cfg(test)]
@@ -252,5 +263,14 @@ mod tests {
                 "{token}"
             );
         }
+    }
+
+    #[test]
+    fn thumbprints_decode_in_either_alphabet_with_or_without_padding() {
+        let digest = [0xfb_u8, 0xff, 0xbf, 0x01];
+        for text in ["-_-_AQ", "-_-_AQ==", "+/+/AQ", "+/+/AQ=="] {
+            assert_eq!(decode_thumbprint(text), Some(digest.to_vec()), "{text}");
+        }
+        assert_eq!(decode_thumbprint("not base64!"), None);
     }
 }

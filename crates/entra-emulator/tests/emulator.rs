@@ -977,3 +977,96 @@ async fn forms_with_thousands_of_fields_are_refused_cheaply() {
         "{body}"
     );
 }
+
+/// A client assertion whose thumbprint header holds `thumbprint` as given.
+fn assertion_with_thumbprint(
+    harness: &Harness,
+    client_id: &str,
+    key: &[u8],
+    header_name: &str,
+    thumbprint: &str,
+) -> String {
+    let spec = AssertionSpec::new(harness, client_id, DOMAIN);
+    let mut header = json!({ "alg": "RS256", "typ": "JWT" });
+    header[header_name] = json!(thumbprint);
+    let now = now();
+    let claims = json!({
+        "aud": spec.aud, "iss": spec.iss, "sub": spec.sub, "jti": spec.jti,
+        "nbf": now, "iat": now, "exp": spec.exp,
+    });
+    sign_jwt(key, &header, &claims)
+}
+
+#[tokio::test]
+async fn thumbprints_are_accepted_in_either_base64_alphabet_padded_or_not() {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+    use sha2::Digest as _;
+
+    let harness = start().await;
+    // Register certificates until both digests have a '+' or '/' in standard base64 (each
+    // certificate has a better than even chance; 40 tries fail with odds below 1e-12).
+    // (client ID, PKCS#8 key, digest) for SHA-1 then SHA-256.
+    type Found = Option<(String, Vec<u8>, Vec<u8>)>;
+    let mut found: [Found; 2] = [None, None];
+    for attempt in 0..40 {
+        if found.iter().all(Option::is_some) {
+            break;
+        }
+        let client_id = format!("30000000-0000-0000-0000-{attempt:012}");
+        let app = harness
+            .emulator
+            .register_application(
+                TENANT,
+                &entra_emulator::ApplicationConfig {
+                    name: format!("thumbprint-{attempt}"),
+                    client_id: Some(client_id.clone()),
+                    certificates: vec![entra_emulator::CertificateConfig::default()],
+                    ..entra_emulator::ApplicationConfig::default()
+                },
+            )
+            .expect("registered");
+        let certificate = &app.certificates[0];
+        let key = pem::parse(certificate.key_pem.as_deref().expect("key"))
+            .expect("key pem")
+            .into_contents();
+        let der = pem::parse(&certificate.cert_pem)
+            .expect("cert pem")
+            .into_contents();
+        let digests = [
+            sha1::Sha1::digest(&der).to_vec(),
+            sha2::Sha256::digest(&der).to_vec(),
+        ];
+        for (slot, digest) in found.iter_mut().zip(digests) {
+            if slot.is_none() && STANDARD.encode(&digest).contains(['+', '/']) {
+                *slot = Some((client_id.clone(), key.clone(), digest));
+            }
+        }
+    }
+
+    for ((client_id, key, digest), header_name) in found
+        .into_iter()
+        .map(|slot| slot.expect("a thumbprint with '+' or '/'"))
+        .zip(["x5t", "x5t#S256"])
+    {
+        for engine in [&STANDARD, &STANDARD_NO_PAD, &URL_SAFE, &URL_SAFE_NO_PAD] {
+            let thumbprint = engine.encode(&digest);
+            let assertion =
+                assertion_with_thumbprint(&harness, &client_id, &key, header_name, &thumbprint);
+            let (status, body) = assertion_grant(&harness, &client_id, &assertion).await;
+            assert_eq!(status, 200, "{header_name} = {thumbprint}: {body}");
+        }
+        // Another certificate's thumbprint is still refused.
+        let mut wrong = digest.clone();
+        wrong[0] ^= 1;
+        let assertion = assertion_with_thumbprint(
+            &harness,
+            &client_id,
+            &key,
+            header_name,
+            &STANDARD.encode(&wrong),
+        );
+        let (status, body) = assertion_grant(&harness, &client_id, &assertion).await;
+        assert_eq!((status, code(&body)), (401, 700_027), "{body}");
+    }
+}
