@@ -32,6 +32,9 @@ pub struct EmulatorConfig {
     /// Extra authority hosts that instance discovery treats as valid (the emulator's own host
     /// and Entra's well-known hosts always are).
     pub known_authority_hosts: Vec<String>,
+    /// The `tenant_region_scope` that tenant metadata names (Entra's values are `NA`, `EU`,
+    /// `AS`, `OC`, `SA`, `AF`...); `NA` when absent.
+    pub tenant_region_scope: Option<String>,
 }
 
 impl EmulatorConfig {

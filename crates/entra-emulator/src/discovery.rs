@@ -35,28 +35,45 @@ fn error_response(shared: &Shared, error: &AadError) -> Response {
     (error.status, Json(body)).into_response()
 }
 
+/// The tenant a metadata request names: its ID, or `None` for `common`, `organizations` and
+/// `consumers`.
+fn metadata_tenant(shared: &Shared, tenant: &str) -> Result<Option<String>, AadError> {
+    if MULTI_TENANT_NAMES
+        .iter()
+        .any(|name| name.eq_ignore_ascii_case(tenant))
+    {
+        return Ok(None);
+    }
+    let directory = shared
+        .directory
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    match directory.tenant(tenant) {
+        Some(found) => Ok(Some(found.id.clone())),
+        None => Err(AadError::tenant_not_found(tenant)),
+    }
+}
+
+/// Entra names a region for a tenant and none for the multi-tenant names.
+fn region_scope(shared: &Shared, tenant_id: Option<&String>) -> Value {
+    match tenant_id {
+        Some(_) => Value::from(shared.tenant_region_scope.clone()),
+        None => Value::Null,
+    }
+}
+
 /// `GET /{tenant}/v2.0/.well-known/openid-configuration`.
 pub(crate) async fn openid_configuration(
     State(shared): State<Arc<Shared>>,
     Path(tenant): Path<String>,
 ) -> Response {
     shared.counters.bump(Counter::OpenIdConfiguration);
-    let tenant_id = if MULTI_TENANT_NAMES
-        .iter()
-        .any(|name| name.eq_ignore_ascii_case(&tenant))
-    {
-        None
-    } else {
-        let directory = shared
-            .directory
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        match directory.tenant(&tenant) {
-            Some(found) => Some(found.id.clone()),
-            None => return error_response(&shared, &AadError::tenant_not_found(&tenant)),
-        }
+    let tenant_id = match metadata_tenant(&shared, &tenant) {
+        Ok(tenant_id) => tenant_id,
+        Err(error) => return error_response(&shared, &error),
     };
     let base = &shared.base_url;
+    let region = region_scope(&shared, tenant_id.as_ref());
     let path_tenant = tenant_id
         .clone()
         .unwrap_or_else(|| tenant.to_ascii_lowercase());
@@ -81,7 +98,7 @@ pub(crate) async fn openid_configuration(
         "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "acr", "nonce",
             "preferred_username", "name", "tid", "ver", "at_hash", "c_hash", "email"],
         "kerberos_endpoint": format!("{base}/{path_tenant}/kerberos"),
-        "tenant_region_scope": Value::Null,
+        "tenant_region_scope": region,
         "cloud_instance_name": "entra-emulator",
         "cloud_graph_host_name": "graph.windows.net",
         "msgraph_host": "graph.microsoft.com",
@@ -90,7 +107,57 @@ pub(crate) async fn openid_configuration(
     Json(document).into_response()
 }
 
-/// `GET /{tenant}/discovery/v2.0/keys` (and the federation issuer's keys).
+/// `GET /{tenant}/.well-known/openid-configuration`: the v1.0 metadata, in the shape Entra
+/// publishes it. Its issuer is Entra's v1.0 issuer (`https://sts.windows.net/{tid}/`), which
+/// resource servers that validate v1.0 tokens compare against; the emulator issues v2.0 tokens.
+pub(crate) async fn openid_configuration_v1(
+    State(shared): State<Arc<Shared>>,
+    Path(tenant): Path<String>,
+) -> Response {
+    shared.counters.bump(Counter::OpenIdConfiguration);
+    let tenant_id = match metadata_tenant(&shared, &tenant) {
+        Ok(tenant_id) => tenant_id,
+        Err(error) => return error_response(&shared, &error),
+    };
+    let base = &shared.base_url;
+    let region = region_scope(&shared, tenant_id.as_ref());
+    let path_tenant = tenant_id
+        .clone()
+        .unwrap_or_else(|| tenant.to_ascii_lowercase());
+    let issuer_tenant = tenant_id.unwrap_or_else(|| "{tenantid}".to_owned());
+    let document = json!({
+        "token_endpoint": format!("{base}/{path_tenant}/oauth2/token"),
+        "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt", "client_secret_basic"],
+        "jwks_uri": format!("{base}/{path_tenant}/discovery/keys"),
+        "response_modes_supported": ["query", "fragment", "form_post"],
+        "subject_types_supported": ["pairwise"],
+        "id_token_signing_alg_values_supported": ["RS256"],
+        "response_types_supported": ["code", "id_token", "code id_token", "token id_token", "token"],
+        "scopes_supported": ["openid"],
+        "issuer": format!("https://sts.windows.net/{issuer_tenant}/"),
+        "microsoft_multi_refresh_token": true,
+        "authorization_endpoint": format!("{base}/{path_tenant}/oauth2/authorize"),
+        "device_authorization_endpoint": format!("{base}/{path_tenant}/oauth2/devicecode"),
+        "http_logout_supported": true,
+        "frontchannel_logout_supported": true,
+        "end_session_endpoint": format!("{base}/{path_tenant}/oauth2/logout"),
+        "claims_supported": ["sub", "iss", "cloud_instance_name", "cloud_instance_host_name",
+            "cloud_graph_host_name", "msgraph_host", "aud", "exp", "iat", "auth_time", "acr",
+            "amr", "nonce", "email", "given_name", "family_name", "nickname"],
+        "check_session_iframe": format!("{base}/{path_tenant}/oauth2/checksession"),
+        "userinfo_endpoint": format!("{base}/{path_tenant}/openid/userinfo"),
+        "kerberos_endpoint": format!("{base}/{path_tenant}/kerberos"),
+        "tenant_region_scope": region,
+        "cloud_instance_name": "entra-emulator",
+        "cloud_graph_host_name": "graph.windows.net",
+        "msgraph_host": "graph.microsoft.com",
+        "rbac_url": "https://pas.windows.net",
+    });
+    Json(document).into_response()
+}
+
+/// `GET /{tenant}/discovery/v2.0/keys`, the v1.0 `GET /{tenant}/discovery/keys` (also
+/// `/common/discovery/keys`) and the federation issuer's keys: one key set.
 pub(crate) async fn keys(State(shared): State<Arc<Shared>>) -> Response {
     match shared
         .signing

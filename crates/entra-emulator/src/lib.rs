@@ -7,7 +7,8 @@
 //!   certificate-signed client assertion, or a federated token), the on-behalf-of
 //!   `jwt-bearer` grant, and `refresh_token`;
 //! - `GET /{tenant}/v2.0/.well-known/openid-configuration` and
-//!   `GET /{tenant}/discovery/v2.0/keys`;
+//!   `GET /{tenant}/discovery/v2.0/keys`, and their v1.0 counterparts
+//!   `GET /{tenant}/.well-known/openid-configuration` and `GET /{tenant}/discovery/keys`;
 //! - `GET /common/discovery/instance` (instance discovery, API versions 1.0 and 1.1).
 //!
 //! Errors carry Entra's body (`error`, `error_description` starting `AADSTSnnnn:`,
@@ -77,6 +78,9 @@ use crate::state::Shared;
 
 /// The default cap on request bodies: far above any real token request.
 const DEFAULT_MAX_BODY_BYTES: usize = 256 * 1024;
+
+/// The region Entra names in the metadata of tenants in North America.
+const DEFAULT_TENANT_REGION_SCOPE: &str = "NA";
 
 /// Why the emulator could not start or register something.
 #[derive(Debug, thiserror::Error)]
@@ -204,6 +208,11 @@ impl EmulatorBuilder {
             reject_replayed_assertions: AtomicBool::new(self.config.reject_replayed_assertions),
             max_body_bytes: self.config.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES),
             known_authority_hosts: self.config.known_authority_hosts.clone(),
+            tenant_region_scope: self
+                .config
+                .tenant_region_scope
+                .clone()
+                .unwrap_or_else(|| DEFAULT_TENANT_REGION_SCOPE.to_owned()),
             log: Default::default(),
             counters: Default::default(),
             faults: Default::default(),
@@ -238,6 +247,11 @@ fn routes(shared: Arc<Shared>) -> Router {
             get(discovery::openid_configuration),
         )
         .route("/{tenant}/discovery/v2.0/keys", get(discovery::keys))
+        .route(
+            "/{tenant}/.well-known/openid-configuration",
+            get(discovery::openid_configuration_v1),
+        )
+        .route("/{tenant}/discovery/keys", get(discovery::keys))
         .route(
             "/common/discovery/instance",
             get(discovery::instance_discovery),

@@ -31,6 +31,8 @@ pub(crate) struct Shared {
     pub(crate) reject_replayed_assertions: AtomicBool,
     pub(crate) max_body_bytes: usize,
     pub(crate) known_authority_hosts: Vec<String>,
+    /// The `tenant_region_scope` of tenant metadata.
+    pub(crate) tenant_region_scope: String,
     pub(crate) log: RequestLog,
     pub(crate) counters: AtomicCounters,
     pub(crate) faults: Faults,

@@ -1070,3 +1070,78 @@ async fn thumbprints_are_accepted_in_either_base64_alphabet_padded_or_not() {
         assert_eq!((status, code(&body)), (401, 700_027), "{body}");
     }
 }
+
+#[tokio::test]
+async fn v1_metadata_and_keys_have_entras_shape_and_a_region() {
+    let harness = start().await;
+    let base = harness.emulator.url().to_owned();
+    let get_json = |url: String| async {
+        let response = harness.http.get(url).send().await.expect("response");
+        (
+            response.status().as_u16(),
+            response.json::<Value>().await.expect("json"),
+        )
+    };
+
+    let (status, v1) = get_json(format!("{base}/{DOMAIN}/.well-known/openid-configuration")).await;
+    assert_eq!(status, 200, "{v1}");
+    assert_eq!(v1["issuer"], format!("https://sts.windows.net/{TENANT}/"));
+    assert_eq!(
+        v1["token_endpoint"],
+        format!("{base}/{TENANT}/oauth2/token")
+    );
+    assert_eq!(
+        v1["authorization_endpoint"],
+        format!("{base}/{TENANT}/oauth2/authorize")
+    );
+    assert_eq!(v1["jwks_uri"], format!("{base}/{TENANT}/discovery/keys"));
+    assert_eq!(v1["microsoft_multi_refresh_token"], true);
+    assert_eq!(v1["scopes_supported"], json!(["openid"]));
+    assert_eq!(v1["tenant_region_scope"], "NA");
+
+    let (_, common) = get_json(format!("{base}/common/.well-known/openid-configuration")).await;
+    assert_eq!(common["issuer"], "https://sts.windows.net/{tenantid}/");
+    assert_eq!(common["jwks_uri"], format!("{base}/common/discovery/keys"));
+    assert_eq!(common["tenant_region_scope"], Value::Null);
+
+    let (status, unknown) =
+        get_json(format!("{base}/nobody/.well-known/openid-configuration")).await;
+    assert_eq!((status, code(&unknown)), (400, 90_002));
+
+    let (_, v2) = get_json(format!(
+        "{base}/{TENANT}/v2.0/.well-known/openid-configuration"
+    ))
+    .await;
+    assert_eq!(v2["tenant_region_scope"], "NA");
+
+    // The v1 key sets are the v2 key set.
+    let (_, v2_keys) = get_json(v2["jwks_uri"].as_str().expect("jwks").to_owned()).await;
+    assert!(v2_keys["keys"][0]["kid"].is_string(), "{v2_keys}");
+    for url in [
+        v1["jwks_uri"].as_str().expect("jwks").to_owned(),
+        format!("{base}/common/discovery/keys"),
+    ] {
+        let (status, keys) = get_json(url.clone()).await;
+        assert_eq!((status, &keys), (200, &v2_keys), "{url}");
+    }
+
+    // The region is configurable.
+    let europe = start_with(entra_emulator::EmulatorConfig {
+        tenant_region_scope: Some("EU".to_owned()),
+        ..config()
+    })
+    .await;
+    let document: Value = europe
+        .http
+        .get(format!(
+            "{}/{TENANT}/.well-known/openid-configuration",
+            europe.emulator.url()
+        ))
+        .send()
+        .await
+        .expect("response")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(document["tenant_region_scope"], "EU");
+}
