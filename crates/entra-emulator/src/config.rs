@@ -35,6 +35,16 @@ pub struct EmulatorConfig {
     /// The `tenant_region_scope` that tenant metadata names (Entra's values are `NA`, `EU`,
     /// `AS`, `OC`, `SA`, `AF`...); `NA` when absent.
     pub tenant_region_scope: Option<String>,
+    /// How long a client has to finish the TLS handshake, and then to send each request's
+    /// headers (also how long an idle keep-alive connection stays open), in milliseconds;
+    /// 10 000 when absent.
+    pub header_read_timeout_ms: Option<u64>,
+    /// How long a client has, once a request's headers are in, to send its whole body, in
+    /// milliseconds; 10 000 when absent. A late body gets HTTP 408 and the connection closes.
+    pub body_read_timeout_ms: Option<u64>,
+    /// The most connections served at once; 512 when absent. Further connections wait in the
+    /// listen queue until one closes, so the emulator never runs out of file descriptors.
+    pub max_connections: Option<usize>,
 }
 
 impl EmulatorConfig {

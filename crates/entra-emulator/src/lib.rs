@@ -48,11 +48,11 @@ mod server;
 mod state;
 mod token;
 
-use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
 use axum::Router;
 use axum::routing::{get, post};
@@ -74,10 +74,16 @@ pub use crate::observe::{Counters, Fault, FaultRule, RequestRecord};
 use crate::directory::{DEFAULT_FEDERATED_AUDIENCE, Directory, write_private};
 use crate::jwt::SigningKey;
 use crate::pki::CertificateAuthority;
-use crate::state::Shared;
+use crate::state::{ExpiringMap, Shared};
 
 /// The default cap on request bodies: far above any real token request.
 const DEFAULT_MAX_BODY_BYTES: usize = 256 * 1024;
+
+/// The default header and body read timeouts, in milliseconds.
+const DEFAULT_TIMEOUT_MS: u64 = 10_000;
+/// The default cap on connections served at once: far above what a test suite opens, far
+/// below the usual descriptor limit.
+const DEFAULT_MAX_CONNECTIONS: usize = 512;
 
 /// The region Entra names in the metadata of tenants in North America.
 const DEFAULT_TENANT_REGION_SCOPE: &str = "NA";
@@ -203,8 +209,8 @@ impl EmulatorBuilder {
             signing,
             directory: RwLock::new(directory),
             settings: RwLock::new(self.config.tokens.clone()),
-            refresh_tokens: Mutex::new(HashMap::new()),
-            used_jtis: Mutex::new(HashMap::new()),
+            refresh_tokens: Mutex::new(ExpiringMap::with_capacity(state::MAX_REMEMBERED)),
+            used_jtis: Mutex::new(ExpiringMap::with_capacity(state::MAX_REMEMBERED)),
             reject_replayed_assertions: AtomicBool::new(self.config.reject_replayed_assertions),
             max_body_bytes: self.config.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES),
             known_authority_hosts: self.config.known_authority_hosts.clone(),
@@ -223,11 +229,22 @@ impl EmulatorBuilder {
 
         let router = routes(shared.clone());
         let (shutdown, shutdown_rx) = watch::channel(false);
+        let millis =
+            |value: Option<u64>| Duration::from_millis(value.unwrap_or(DEFAULT_TIMEOUT_MS));
+        let limits = server::ConnectionLimits {
+            header_read_timeout: millis(self.config.header_read_timeout_ms),
+            body_read_timeout: millis(self.config.body_read_timeout_ms),
+            max_connections: self
+                .config
+                .max_connections
+                .unwrap_or(DEFAULT_MAX_CONNECTIONS),
+        };
         tokio::spawn(server::serve(
             listener,
             acceptor,
             router,
             shared.clone(),
+            limits,
             shutdown_rx,
         ));
         tracing::info!(url = %shared.base_url, "entra emulator listening");

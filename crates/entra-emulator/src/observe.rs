@@ -8,6 +8,9 @@ use serde::{Deserialize, Serialize};
 
 /// The most requests the log keeps; older ones are dropped first.
 const LOG_CAPACITY: usize = 10_000;
+/// The most text the log keeps, summed over its records; older ones are dropped first, so a
+/// flood of large requests cannot grow it past this.
+const LOG_BYTE_BUDGET: usize = 32 * 1024 * 1024;
 
 /// Form fields whose values are secrets: the log shows that they were sent, never what.
 const SECRET_FIELDS: &[&str] = &[
@@ -109,6 +112,10 @@ pub struct Counters {
     pub instance_discovery_requests: u64,
     /// OpenID configuration requests.
     pub openid_configuration_requests: u64,
+    /// Connections open now.
+    pub open_connections: u64,
+    /// The most connections open at once (since start or the last reset).
+    pub peak_open_connections: u64,
 }
 
 #[derive(Default)]
@@ -120,6 +127,8 @@ pub(crate) struct AtomicCounters {
     faults_injected: AtomicU64,
     instance_discovery_requests: AtomicU64,
     openid_configuration_requests: AtomicU64,
+    open_connections: AtomicU64,
+    peak_open_connections: AtomicU64,
 }
 
 /// Which counter to bump.
@@ -148,6 +157,14 @@ impl AtomicCounters {
         cell.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Counts a connection in; it counts out when the returned guard drops.
+    pub(crate) fn connection_opened(self: &std::sync::Arc<Self>) -> OpenConnection {
+        let open = self.open_connections.fetch_add(1, Ordering::Relaxed) + 1;
+        self.peak_open_connections
+            .fetch_max(open, Ordering::Relaxed);
+        OpenConnection(self.clone())
+    }
+
     pub(crate) fn snapshot(&self) -> Counters {
         let read = |cell: &AtomicU64| cell.load(Ordering::Relaxed);
         Counters {
@@ -158,6 +175,8 @@ impl AtomicCounters {
             faults_injected: read(&self.faults_injected),
             instance_discovery_requests: read(&self.instance_discovery_requests),
             openid_configuration_requests: read(&self.openid_configuration_requests),
+            open_connections: read(&self.open_connections),
+            peak_open_connections: read(&self.peak_open_connections),
         }
     }
 
@@ -173,30 +192,85 @@ impl AtomicCounters {
         ] {
             cell.store(0, Ordering::Relaxed);
         }
+        self.peak_open_connections.store(
+            self.open_connections.load(Ordering::Relaxed),
+            Ordering::Relaxed,
+        );
+    }
+}
+
+/// A connection counted in [`Counters::open_connections`] until this drops.
+pub(crate) struct OpenConnection(std::sync::Arc<AtomicCounters>);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.open_connections.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
 /// The bounded request log.
 #[derive(Default)]
 pub(crate) struct RequestLog {
-    records: Mutex<VecDeque<RequestRecord>>,
+    records: Mutex<LogRecords>,
+}
+
+#[derive(Default)]
+struct LogRecords {
+    /// Each record with its size in bytes.
+    records: VecDeque<(RequestRecord, usize)>,
+    bytes: usize,
 }
 
 impl RequestLog {
     pub(crate) fn push(&self, record: RequestRecord) {
-        let mut records = lock(&self.records);
-        if records.len() == LOG_CAPACITY {
-            records.pop_front();
+        self.push_within(record, LOG_CAPACITY, LOG_BYTE_BUDGET);
+    }
+
+    fn push_within(&self, record: RequestRecord, capacity: usize, byte_budget: usize) {
+        let size = record.text_size();
+        let mut log = lock(&self.records);
+        while log.records.len() >= capacity
+            || (!log.records.is_empty() && log.bytes + size > byte_budget)
+        {
+            let Some((_, dropped)) = log.records.pop_front() else {
+                break;
+            };
+            log.bytes -= dropped;
         }
-        records.push_back(record);
+        log.bytes += size;
+        log.records.push_back((record, size));
     }
 
     pub(crate) fn snapshot(&self) -> Vec<RequestRecord> {
-        lock(&self.records).iter().cloned().collect()
+        lock(&self.records)
+            .records
+            .iter()
+            .map(|(record, _)| record.clone())
+            .collect()
     }
 
     pub(crate) fn clear(&self) {
-        lock(&self.records).clear();
+        let mut log = lock(&self.records);
+        log.records.clear();
+        log.bytes = 0;
+    }
+}
+
+impl RequestRecord {
+    /// Roughly the memory the record's text takes.
+    fn text_size(&self) -> usize {
+        let pairs = |map: &BTreeMap<String, String>| {
+            map.iter()
+                .map(|(name, value)| name.len() + value.len())
+                .sum::<usize>()
+        };
+        self.method.len()
+            + self.path.len()
+            + self.query.as_ref().map_or(0, String::len)
+            + pairs(&self.headers)
+            + pairs(&self.form)
+            + self.client_auth.as_ref().map_or(0, String::len)
+            + self.fault.as_ref().map_or(0, String::len)
     }
 }
 
@@ -414,5 +488,46 @@ mod tests {
                 body: r#"{"access_token":""}"#.to_owned()
             }
         );
+    }
+
+    fn record_with_form_value(value: &str) -> RequestRecord {
+        RequestRecord {
+            time: 0.0,
+            method: "POST".to_owned(),
+            path: "/t/oauth2/v2.0/token".to_owned(),
+            query: None,
+            headers: BTreeMap::new(),
+            form: BTreeMap::from([("scope".to_owned(), value.to_owned())]),
+            client_auth: None,
+            status: 400,
+            error_code: None,
+            fault: None,
+        }
+    }
+
+    #[test]
+    fn the_log_keeps_within_its_count_and_byte_budget() {
+        let log = RequestLog::default();
+        for index in 0..10 {
+            log.push_within(record_with_form_value(&index.to_string()), 3, 1 << 20);
+        }
+        let scopes: Vec<_> = log
+            .snapshot()
+            .iter()
+            .map(|record| record.form["scope"].clone())
+            .collect();
+        assert_eq!(scopes, ["7", "8", "9"]);
+
+        let large = "x".repeat(1000);
+        for _ in 0..10 {
+            log.push_within(record_with_form_value(&large), 100, 3_500);
+        }
+        let kept = log.snapshot();
+        assert_eq!(kept.len(), 3);
+        let bytes: usize = kept.iter().map(RequestRecord::text_size).sum();
+        assert!(bytes <= 3_500, "{bytes}");
+        // A record larger than the whole budget is still kept alone (the newest is shown).
+        log.push_within(record_with_form_value(&"y".repeat(5000)), 100, 3_500);
+        assert_eq!(log.snapshot().len(), 1);
     }
 }

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use hyper::body::{Frame, Incoming};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt as _;
 
@@ -22,8 +22,15 @@ use crate::admin::ADMIN_PREFIX;
 use crate::observe::{Counter, Fault, RequestRecord};
 use crate::state::{Shared, TokenAudit, now, now_precise};
 
-/// How long a client may take to finish the TLS handshake or send its headers.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long each stage of a connection may take, and how many connections are served at once.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ConnectionLimits {
+    /// The TLS handshake, then each request's headers (and keep-alive idleness).
+    pub(crate) header_read_timeout: Duration,
+    /// A request's body (and the handler), once its headers are in.
+    pub(crate) body_read_timeout: Duration,
+    pub(crate) max_connections: usize,
+}
 
 pub(crate) fn tls_acceptor(chain: Vec<Vec<u8>>, key: Vec<u8>) -> Result<TlsAcceptor, Error> {
     use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
@@ -40,40 +47,58 @@ pub(crate) fn tls_acceptor(chain: Vec<Vec<u8>>, key: Vec<u8>) -> Result<TlsAccep
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
-/// Accepts connections until `shutdown` turns true.
+/// Accepts connections until `shutdown` turns true, at most `limits.max_connections` at once:
+/// beyond that, new connections wait in the listen queue until one closes.
 pub(crate) async fn serve(
     listener: TcpListener,
     acceptor: TlsAcceptor,
     router: Router,
     shared: Arc<Shared>,
+    limits: ConnectionLimits,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     loop {
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => slot,
+            _ = shutdown.changed() => break,
+        };
+        let Ok(slot) = slot else {
+            break;
+        };
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             _ = shutdown.changed() => break,
         };
         let Ok((tcp, _peer)) = accepted else {
-            // Out of file descriptors or a reset before accept: keep serving the others.
+            // A reset before accept, or (with another process's load) no descriptor left:
+            // keep serving the others.
             tokio::time::sleep(Duration::from_millis(10)).await;
             continue;
         };
+        let open = shared.counters.connection_opened();
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let router = router.clone();
         let shared = shared.clone();
         let mut connection_shutdown = shutdown.clone();
         tokio::spawn(async move {
-            let Ok(Ok(tls)) = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
-            else {
+            let _held = (slot, open);
+            let handshake = tokio::time::timeout(limits.header_read_timeout, acceptor.accept(tcp));
+            let Ok(Ok(tls)) = handshake.await else {
                 return;
             };
             let service = hyper::service::service_fn(move |request| {
-                handle(shared.clone(), router.clone(), request)
+                handle(
+                    shared.clone(),
+                    router.clone(),
+                    limits.body_read_timeout,
+                    request,
+                )
             });
             let connection = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
-                .header_read_timeout(HANDSHAKE_TIMEOUT)
+                .header_read_timeout(limits.header_read_timeout)
                 .keep_alive(true)
                 .serve_connection(TokioIo::new(tls), service);
             tokio::select! {
@@ -99,6 +124,7 @@ impl std::error::Error for DroppedConnection {}
 async fn handle(
     shared: Arc<Shared>,
     router: Router,
+    body_read_timeout: Duration,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, DroppedConnection> {
     shared.counters.bump(Counter::Requests);
@@ -120,7 +146,7 @@ async fn handle(
         Some(Fault::Drop) => None,
         Some(Fault::Delay { millis }) => {
             tokio::time::sleep(Duration::from_millis(*millis)).await;
-            Some(route(router, request).await)
+            Some(route(&shared, router, body_read_timeout, request).await)
         }
         Some(Fault::Status {
             status,
@@ -172,7 +198,7 @@ async fn handle(
             );
             Some(response)
         }
-        None => Some(route(router, request).await),
+        None => Some(route(&shared, router, body_read_timeout, request).await),
     };
 
     let audit = response
@@ -198,10 +224,28 @@ async fn handle(
     response.ok_or(DroppedConnection)
 }
 
-async fn route(router: Router, request: Request<Incoming>) -> Response<Body> {
-    match router.oneshot(request.map(Body::new)).await {
-        Ok(response) => response,
-        Err(never) => match never {},
+/// Runs the router, which reads the body, within `body_read_timeout`: a client that stalls
+/// its body gets HTTP 408 and loses the connection.
+async fn route(
+    shared: &Shared,
+    router: Router,
+    body_read_timeout: Duration,
+    request: Request<Incoming>,
+) -> Response<Body> {
+    let routed = tokio::time::timeout(body_read_timeout, router.oneshot(request.map(Body::new)));
+    match routed.await {
+        Ok(Ok(response)) => response,
+        Ok(Err(never)) => match never {},
+        Err(_elapsed) => {
+            let mut error = AadError::malformed("The request body was not received in time.");
+            error.status = StatusCode::REQUEST_TIMEOUT;
+            let body = error.body(&shared.base_url, &crate::directory::new_guid(), now());
+            let mut response = json_response(error.status, body.to_string());
+            response
+                .headers_mut()
+                .insert("connection", HeaderValue::from_static("close"));
+            response
+        }
     }
 }
 

@@ -1,9 +1,9 @@
 //! The state every request handler shares.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use serde_json::{Value, json};
 
@@ -26,16 +26,73 @@ pub(crate) struct Shared {
     pub(crate) signing: SigningKey,
     pub(crate) directory: RwLock<Directory>,
     pub(crate) settings: RwLock<TokenSettings>,
-    pub(crate) refresh_tokens: Mutex<HashMap<String, RefreshGrant>>,
-    pub(crate) used_jtis: Mutex<HashMap<String, i64>>,
+    pub(crate) refresh_tokens: Mutex<ExpiringMap<RefreshGrant>>,
+    /// The `jti` of client assertions seen, while replay protection is on.
+    pub(crate) used_jtis: Mutex<ExpiringMap<()>>,
     pub(crate) reject_replayed_assertions: AtomicBool,
     pub(crate) max_body_bytes: usize,
     pub(crate) known_authority_hosts: Vec<String>,
     /// The `tenant_region_scope` of tenant metadata.
     pub(crate) tenant_region_scope: String,
     pub(crate) log: RequestLog,
-    pub(crate) counters: AtomicCounters,
+    pub(crate) counters: Arc<AtomicCounters>,
     pub(crate) faults: Faults,
+}
+
+/// The most refresh tokens, and the most assertion `jti`s, the emulator remembers.
+pub(crate) const MAX_REMEMBERED: usize = 100_000;
+
+/// A map whose entries expire, bounded in size: it grows with traffic, so expired entries go
+/// when it fills, and then the oldest entries.
+pub(crate) struct ExpiringMap<V> {
+    entries: HashMap<String, (V, i64)>,
+    /// Keys in insertion order, oldest first (some may have been removed from `entries`).
+    order: VecDeque<String>,
+    capacity: usize,
+}
+
+impl<V> ExpiringMap<V> {
+    pub(crate) fn with_capacity(capacity: usize) -> Self {
+        Self {
+            entries: HashMap::new(),
+            order: VecDeque::new(),
+            capacity: capacity.max(1),
+        }
+    }
+
+    /// The value under `key` and when it expires, expired or not.
+    pub(crate) fn get(&self, key: &str) -> Option<(&V, i64)> {
+        self.entries
+            .get(key)
+            .map(|(value, expires_at)| (value, *expires_at))
+    }
+
+    /// Inserts an entry expiring at `expires_at`, after making room at `now`.
+    pub(crate) fn insert(&mut self, key: String, value: V, expires_at: i64, now: i64) {
+        if self.entries.len() >= self.capacity {
+            self.entries.retain(|_, (_, expiry)| *expiry > now);
+            let entries = &self.entries;
+            self.order.retain(|key| entries.contains_key(key));
+        }
+        while self.entries.len() >= self.capacity {
+            let Some(oldest) = self.order.pop_front() else {
+                break;
+            };
+            self.entries.remove(&oldest);
+        }
+        if self
+            .entries
+            .insert(key.clone(), (value, expires_at))
+            .is_none()
+        {
+            self.order.push_back(key);
+        }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
 }
 
 /// What a refresh token stands for.
@@ -44,7 +101,6 @@ pub(crate) struct RefreshGrant {
     pub(crate) client_id: String,
     pub(crate) tenant_id: String,
     pub(crate) user_object_id: String,
-    pub(crate) expires_at: i64,
 }
 
 /// What the token endpoint tells the request log, carried in response extensions.
@@ -112,4 +168,36 @@ pub(crate) fn now_precise() -> f64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|elapsed| elapsed.as_secs_f64())
         .unwrap_or(0.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expiring_maps_drop_expired_entries_then_the_oldest_when_full() {
+        let mut map = ExpiringMap::with_capacity(3);
+        map.insert("a".into(), 1, 100, 0);
+        map.insert("b".into(), 2, 5, 0);
+        map.insert("c".into(), 3, 100, 0);
+        assert_eq!(map.len(), 3);
+        // Full at time 10: "b" has expired and makes room.
+        map.insert("d".into(), 4, 100, 10);
+        assert_eq!(map.len(), 3);
+        assert!(map.get("b").is_none());
+        assert_eq!(map.get("a"), Some((&1, 100)));
+        // Full and nothing expired: the oldest, "a", goes.
+        map.insert("e".into(), 5, 100, 10);
+        assert_eq!(map.len(), 3);
+        assert!(map.get("a").is_none());
+        for key in ["c", "d", "e"] {
+            assert!(map.get(key).is_some(), "{key}");
+        }
+        // Never more than the capacity, whatever the traffic.
+        for index in 0..1000 {
+            map.insert(format!("k{index}"), index, 1_000_000, 10);
+        }
+        assert_eq!(map.len(), 3);
+        assert!(map.order.len() <= 3);
+    }
 }

@@ -299,15 +299,15 @@ fn issue(
         "client_credentials" => client_credentials(shared, tenant, app, form, now),
         "refresh_token" => {
             let token = form.required("refresh_token")?;
-            let grant = lock(&shared.refresh_tokens)
+            let (grant, expires_at) = lock(&shared.refresh_tokens)
                 .get(token)
-                .cloned()
+                .map(|(grant, expires_at)| (grant.clone(), expires_at))
                 .ok_or_else(|| AadError::bad_refresh_token(false))?;
             if !grant.client_id.eq_ignore_ascii_case(&app.client_id) || grant.tenant_id != tenant.id
             {
                 return Err(AadError::bad_refresh_token(false));
             }
-            if grant.expires_at <= now {
+            if expires_at <= now {
                 return Err(AadError::bad_refresh_token(true));
             }
             let user = directory
@@ -605,13 +605,12 @@ fn check_replay(shared: &Shared, jwt: &UnverifiedJwt) -> Result<(), AadError> {
     let now = now();
     let exp = jwt.claim_time("exp").unwrap_or(now);
     let mut used = lock(&shared.used_jtis);
-    used.retain(|_, expiry| *expiry + CLOCK_SKEW_SECS >= now);
-    if used.contains_key(jti) {
+    if used.get(jti).is_some_and(|(_, expiry)| expiry >= now) {
         return Err(AadError::invalid_jwt(&format!(
             "The client assertion with jti '{jti}' has already been used."
         )));
     }
-    used.insert(jti.to_owned(), exp);
+    used.insert(jti.to_owned(), (), exp.saturating_add(CLOCK_SKEW_SECS), now);
     Ok(())
 }
 
@@ -894,8 +893,9 @@ fn delegated(
                 client_id: app.client_id.clone(),
                 tenant_id: tenant.id.clone(),
                 user_object_id: user.object_id.clone(),
-                expires_at: now.saturating_add(i64::try_from(refresh_lifetime).unwrap_or(i64::MAX)),
             },
+            now.saturating_add(i64::try_from(refresh_lifetime).unwrap_or(i64::MAX)),
+            now,
         );
         body.insert("refresh_token".into(), json!(refresh_token));
     }
