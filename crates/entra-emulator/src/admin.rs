@@ -4,6 +4,7 @@
 //!
 //! | method and path | body | answer |
 //! |---|---|---|
+//! | `GET /_emulator` | | this list, as JSON |
 //! | `GET /_emulator/info` | | [`EmulatorInfo`] |
 //! | `POST /_emulator/tenants` | [`TenantConfig`] | [`crate::TenantInfo`] |
 //! | `POST /_emulator/tenants/{tenant}/applications` | [`ApplicationConfig`] | [`crate::ApplicationInfo`] |
@@ -223,8 +224,78 @@ impl Shared {
 /// The `azp` of minted user tokens: the (imaginary) client the user signed in with.
 pub const USER_CLIENT_APP_ID: &str = "04f0c124-f2bc-4f59-8241-bf6df9866bbd";
 
+/// The admin endpoints, as `GET /_emulator` lists them: method, path, body, answer.
+const ENDPOINTS: &[(&str, &str, &str, &str)] = &[
+    ("GET", "/_emulator", "", "this list"),
+    (
+        "GET",
+        "/_emulator/info",
+        "",
+        "everything registered, with credentials (EmulatorInfo)",
+    ),
+    (
+        "POST",
+        "/_emulator/tenants",
+        "TenantConfig",
+        "the new tenant (TenantInfo)",
+    ),
+    (
+        "POST",
+        "/_emulator/tenants/{tenant}/applications",
+        "ApplicationConfig",
+        "the new application (ApplicationInfo)",
+    ),
+    (
+        "POST",
+        "/_emulator/tenants/{tenant}/users",
+        "UserConfig",
+        "the new user (UserInfo)",
+    ),
+    (
+        "POST",
+        "/_emulator/tokens/user",
+        "UserTokenRequest {user, audience, tenant?, scopes?, expires_in_secs?}",
+        "a user's access token for an application: {access_token, expires_on}",
+    ),
+    (
+        "POST",
+        "/_emulator/tokens/federated",
+        "FederatedTokenRequest {subject, audience?, expires_in_secs?}",
+        "a federated token from the emulator's issuer: {token, issuer, expires_on}",
+    ),
+    (
+        "GET",
+        "/_emulator/requests",
+        "",
+        "the request log, secrets redacted",
+    ),
+    (
+        "DELETE",
+        "/_emulator/requests",
+        "",
+        "clears the request log",
+    ),
+    ("GET", "/_emulator/counters", "", "the counters"),
+    ("DELETE", "/_emulator/counters", "", "resets the counters"),
+    (
+        "POST",
+        "/_emulator/faults",
+        "FaultRule {path, count?, fault}",
+        "arms a fault",
+    ),
+    ("DELETE", "/_emulator/faults", "", "disarms every fault"),
+    ("GET", "/_emulator/settings", "", "the settings in force"),
+    (
+        "PATCH",
+        "/_emulator/settings",
+        "SettingsUpdate",
+        "changes settings; the new settings",
+    ),
+];
+
 pub(crate) fn router() -> Router<Arc<Shared>> {
     Router::new()
+        .route("/", get(index))
         .route("/info", get(info))
         .route("/tenants", post(add_tenant))
         .route("/tenants/{tenant}/applications", post(add_application))
@@ -246,6 +317,26 @@ fn outcome<T: Serialize>(result: Result<T, Error>) -> Response {
         )
             .into_response(),
     }
+}
+
+async fn index(State(shared): State<Arc<Shared>>) -> Json<serde_json::Value> {
+    let endpoints: Vec<_> = ENDPOINTS
+        .iter()
+        .map(|(method, path, body, answer)| {
+            json!({
+                "method": method,
+                "path": path,
+                "url": format!("{}{path}", shared.base_url),
+                "body": (!body.is_empty()).then_some(body),
+                "answer": answer,
+            })
+        })
+        .collect();
+    Json(json!({
+        "emulator": "entra-emulator",
+        "url": shared.base_url,
+        "endpoints": endpoints,
+    }))
 }
 
 async fn info(State(shared): State<Arc<Shared>>) -> Json<EmulatorInfo> {

@@ -147,8 +147,9 @@ impl EmulatorBuilder {
         self
     }
 
-    /// Where to write the CA and application key material; a temporary directory, removed when
-    /// the emulator is dropped, when unset.
+    /// Where to write the CA and application key material; when unset, a new temporary
+    /// directory with a random name (mode 0700 on Unix), removed when the emulator is dropped
+    /// or fails to start.
     pub fn state_dir(mut self, path: impl Into<PathBuf>) -> Self {
         self.state_dir = Some(path.into());
         self
@@ -171,8 +172,15 @@ impl EmulatorBuilder {
         let (state_dir, temp_dir) = match self.state_dir {
             Some(path) => (path, None),
             None => {
-                let temp = tempfile::Builder::new()
-                    .prefix("entra-emulator-")
+                let mut builder = tempfile::Builder::new();
+                builder.prefix("entra-emulator-");
+                // Private keys and secrets go here: only the owner may list or read it.
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::PermissionsExt as _;
+                    builder.permissions(std::fs::Permissions::from_mode(0o700));
+                }
+                let temp = builder
                     .tempdir()
                     .map_err(Error::io(Path::new("temporary directory")))?;
                 (temp.path().to_owned(), Some(temp))

@@ -1,0 +1,367 @@
+//! `entra emulator` as a user runs it: a separate process, its info file, the tokens it mints
+//! for `entra token`, its private state directory and its signals.
+
+#![cfg(unix)]
+
+use std::io::{BufRead as _, BufReader};
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command as StdCommand, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use assert_cmd::Command;
+use base64::Engine as _;
+use serde_json::Value;
+
+/// How long the tests wait for the emulator to start or stop: far more than it needs.
+const BOUND: Duration = Duration::from_secs(60);
+
+const TENANT: &str = "contoso.onmicrosoft.com";
+const MIDDLE_TIER: &str = "11111111-2222-3333-4444-555555555555";
+const WORKLOAD: &str = "22222222-3333-4444-5555-666666666666";
+
+fn entra_path() -> PathBuf {
+    assert_cmd::cargo::cargo_bin("entra")
+}
+
+/// `entra` with only PATH and TMPDIR from the environment.
+fn entra(tmp: &Path) -> Command {
+    let mut command = Command::new(entra_path());
+    command.env_clear().env("TMPDIR", tmp);
+    if let Some(path) = std::env::var_os("PATH") {
+        command.env("PATH", path);
+    }
+    command
+}
+
+/// A running `entra emulator` and what it printed.
+struct RunningEmulator {
+    child: Child,
+    state_dir: PathBuf,
+    info_file: PathBuf,
+    info: Value,
+}
+
+impl RunningEmulator {
+    /// Starts `entra emulator ARGS` with TMPDIR = `tmp` and waits until it is ready.
+    fn start(tmp: &Path, args: &[&str]) -> Self {
+        let mut child = StdCommand::new(entra_path())
+            .arg("emulator")
+            .args(args)
+            .env_clear()
+            .env("TMPDIR", tmp)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn entra emulator");
+        let stdout = child.stdout.take().expect("stdout");
+        let (lines, received) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if lines.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = Instant::now() + BOUND;
+        let mut printed = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = received
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("the emulator did not start: {printed:?}"));
+            let done = line.starts_with("Press Ctrl-C");
+            printed.push(line);
+            if done {
+                break;
+            }
+        }
+        let field = |label: &str| {
+            printed
+                .iter()
+                .find_map(|line| line.trim().strip_prefix(label))
+                .map(|value| PathBuf::from(value.trim()))
+                .unwrap_or_else(|| panic!("no {label} in {printed:?}"))
+        };
+        let state_dir = field("state directory:");
+        let info_file = field("info file:");
+        let info = serde_json::from_str(&std::fs::read_to_string(&info_file).expect("info file"))
+            .expect("info JSON");
+        Self {
+            child,
+            state_dir,
+            info_file,
+            info,
+        }
+    }
+
+    fn url(&self) -> &str {
+        self.info["url"].as_str().expect("url")
+    }
+
+    fn ca(&self) -> &str {
+        self.info["ca_pem_path"].as_str().expect("ca path")
+    }
+
+    fn middle_tier_secret(&self) -> String {
+        self.info["tenants"][0]["applications"][0]["secrets"][0]
+            .as_str()
+            .expect("secret")
+            .to_owned()
+    }
+
+    /// Sends `signal` (such as `INT`) and waits for the exit status.
+    fn stop(mut self, signal: &str) -> std::process::ExitStatus {
+        let sent = StdCommand::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill");
+        assert!(sent.success());
+        let deadline = Instant::now() + BOUND;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "the emulator did not stop");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for RunningEmulator {
+    fn drop(&mut self) {
+        // A test that failed midway: do not leave the process behind.
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path)
+        .expect("metadata")
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+fn claims(token: &str) -> Value {
+    let payload = token.trim().split('.').nth(1).expect("a JWT");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .expect("base64url");
+    serde_json::from_slice(&bytes).expect("JSON claims")
+}
+
+fn stdout_of(command: &mut Command) -> String {
+    let output = command.output().expect("run");
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8(output.stdout).expect("UTF-8")
+}
+
+#[test]
+fn a_full_session_mints_tokens_and_gets_tokens_through_each_credential() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let emulator = RunningEmulator::start(tmp.path(), &[]);
+    let info_env = emulator.info_file.clone();
+
+    // The state directory is private, with a random name, in TMPDIR.
+    assert_eq!(emulator.state_dir.parent(), Some(tmp.path()));
+    assert_eq!(mode(&emulator.state_dir), 0o700);
+    assert_eq!(mode(&emulator.info_file), 0o600);
+
+    // A user token for the middle tier, alone on stdout, piped into on-behalf-of.
+    let user_token = stdout_of(
+        entra(tmp.path())
+            .args(["emulator", "mint-user-token", "--scope", "access_as_user"])
+            .args(["--audience", &format!("api://{MIDDLE_TIER}")])
+            .env("ENTRA_EMULATOR_INFO", &info_env),
+    );
+    assert_eq!(user_token.lines().count(), 1, "{user_token}");
+    let user_claims = claims(&user_token);
+    assert_eq!(user_claims["aud"], format!("api://{MIDDLE_TIER}"));
+    assert_eq!(user_claims["scp"], "access_as_user");
+    assert_eq!(user_claims["upn"], "adele@contoso.onmicrosoft.com");
+
+    let obo_token = stdout_of(
+        entra(tmp.path())
+            .args(["token", "on-behalf-of", "--tenant-id", TENANT])
+            .args([
+                "--client-id",
+                MIDDLE_TIER,
+                "--scope",
+                "api://downstream/.default",
+            ])
+            .args(["--authority", emulator.url(), "--ca-file", emulator.ca()])
+            .args(["--user-assertion-file", "-", "--output", "token"])
+            .env("AZURE_CLIENT_SECRET", emulator.middle_tier_secret())
+            .write_stdin(user_token),
+    );
+    let obo_claims = claims(&obo_token);
+    assert_eq!(obo_claims["aud"], "api://downstream");
+    assert_eq!(obo_claims["oid"], user_claims["oid"]);
+
+    // A federated token for the workload, minted by the assertion command for every request.
+    let assertion_command = format!("'{}' emulator mint-federated-token", entra_path().display());
+    let federated = stdout_of(
+        entra(tmp.path())
+            .args(["emulator", "mint-federated-token", "--info-file"])
+            .arg(&emulator.info_file),
+    );
+    assert_eq!(
+        claims(&federated)["sub"],
+        "system:serviceaccount:default:workload"
+    );
+    let app_token = stdout_of(
+        entra(tmp.path())
+            .args(["token", "client-assertion", "--tenant-id", TENANT])
+            .args([
+                "--client-id",
+                WORKLOAD,
+                "--scope",
+                "api://downstream/.default",
+            ])
+            .args(["--authority", emulator.url(), "--ca-file", emulator.ca()])
+            .args([
+                "--assertion-command",
+                &assertion_command,
+                "--output",
+                "token",
+            ])
+            .env("ENTRA_EMULATOR_INFO", &info_env),
+    );
+    let app_claims = claims(&app_token);
+    assert_eq!(app_claims["appid"], WORKLOAD);
+    assert_eq!(app_claims["idtyp"], "app");
+
+    // An expired user token is refused as Entra refuses it.
+    let expired = stdout_of(
+        entra(tmp.path())
+            .args(["emulator", "mint-user-token", "--expires-in", "-3600"])
+            .args(["--audience", MIDDLE_TIER])
+            .env("ENTRA_EMULATOR_INFO", &info_env),
+    );
+    let refused = entra(tmp.path())
+        .args(["token", "on-behalf-of", "--tenant-id", TENANT])
+        .args([
+            "--client-id",
+            MIDDLE_TIER,
+            "--scope",
+            "api://downstream/.default",
+        ])
+        .args(["--authority", emulator.url(), "--ca-file", emulator.ca()])
+        .args(["--user-assertion-file", "-"])
+        .env("AZURE_CLIENT_SECRET", emulator.middle_tier_secret())
+        .write_stdin(expired)
+        .output()
+        .expect("run");
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("AADSTS500133"),
+        "{refused:?}"
+    );
+
+    // A mint the emulator refuses says why, with a configuration error status.
+    let unknown_user = entra(tmp.path())
+        .args([
+            "emulator",
+            "mint-user-token",
+            "--user",
+            "nobody@example.com",
+        ])
+        .args(["--audience", MIDDLE_TIER])
+        .env("ENTRA_EMULATOR_INFO", &info_env)
+        .output()
+        .expect("run");
+    assert_eq!(unknown_user.status.code(), Some(4), "{unknown_user:?}");
+    assert!(unknown_user.stdout.is_empty());
+
+    // The admin API lists itself.
+    let listing: Value = tokio::runtime::Runtime::new()
+        .expect("runtime")
+        .block_on(async {
+            let ca = std::fs::read(emulator.ca()).expect("ca");
+            reqwest::Client::builder()
+                .tls_certs_only([reqwest::Certificate::from_pem(&ca).expect("pem")])
+                .build()
+                .expect("client")
+                .get(format!("{}/_emulator", emulator.url()))
+                .send()
+                .await
+                .expect("response")
+                .json()
+                .await
+                .expect("json")
+        });
+    let paths: Vec<_> = listing["endpoints"]
+        .as_array()
+        .expect("endpoints")
+        .iter()
+        .filter_map(|endpoint| endpoint["path"].as_str())
+        .collect();
+    for path in [
+        "/_emulator/tokens/user",
+        "/_emulator/tokens/federated",
+        "/_emulator/info",
+    ] {
+        assert!(paths.contains(&path), "{listing}");
+    }
+
+    // Ctrl-C: a clean exit that removes the private state directory.
+    let state_dir = emulator.state_dir.clone();
+    let status = emulator.stop("INT");
+    assert!(status.success(), "{status:?}");
+    assert!(
+        !state_dir.exists(),
+        "{} is left behind",
+        state_dir.display()
+    );
+}
+
+#[test]
+fn sigterm_removes_the_private_state_dir_and_keeps_an_explicit_one() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let private = RunningEmulator::start(tmp.path(), &[]);
+    let state_dir = private.state_dir.clone();
+    assert!(private.stop("TERM").success());
+    assert!(
+        !state_dir.exists(),
+        "{} is left behind",
+        state_dir.display()
+    );
+
+    let explicit = tmp.path().join("kept");
+    let kept = RunningEmulator::start(
+        tmp.path(),
+        &["--state-dir", explicit.to_str().expect("utf-8")],
+    );
+    assert_eq!(kept.state_dir, explicit);
+    assert!(kept.stop("INT").success());
+    assert!(explicit.join("ca.pem").exists());
+    assert!(explicit.join("info.json").exists());
+}
+
+#[test]
+fn a_failed_start_leaves_no_state_dir() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("address").port().to_string();
+    let output = entra(tmp.path())
+        .args(["emulator", "--port", &port])
+        .timeout(BOUND)
+        .output()
+        .expect("run");
+    assert!(!output.status.success(), "{output:?}");
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("cannot start the emulator"),
+        "{output:?}"
+    );
+    let left: Vec<_> = std::fs::read_dir(tmp.path())
+        .expect("tmp")
+        .map(|entry| entry.expect("entry").file_name())
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
