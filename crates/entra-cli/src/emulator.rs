@@ -16,8 +16,31 @@ const INFO_FILE_ENV: &str = "ENTRA_EMULATOR_INFO";
 /// The most a mint answer may hold: a token and a few fields.
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
+/// A session, for `entra emulator --help` (docs/emulator.md has it with its output).
+const SESSION_HELP: &str = "\
+A session (bash, jq; docs/emulator.md shows it with its output):
+
+  export ENTRA_EMULATOR_INFO=$PWD/emulator.json
+  entra emulator > emulator.log &
+  until grep -q '^Press Ctrl-C' emulator.log; do sleep 0.1; done
+  AUTHORITY=$(jq -r .url \"$ENTRA_EMULATOR_INFO\"); CA=$(jq -r .ca_pem_path \"$ENTRA_EMULATOR_INFO\")
+  COMMON=(--tenant-id contoso.onmicrosoft.com --authority \"$AUTHORITY\" --ca-file \"$CA\"
+          --scope api://downstream/.default)
+  API=11111111-2222-3333-4444-555555555555 WORKLOAD=22222222-3333-4444-5555-666666666666
+
+  # On behalf of a user, the middle tier proving itself with its secret:
+  export AZURE_CLIENT_SECRET=$(jq -r '.tenants[0].applications[0].secrets[0]' \"$ENTRA_EMULATOR_INFO\")
+  entra emulator mint-user-token --audience api://$API \\
+    | entra token on-behalf-of \"${COMMON[@]}\" --client-id $API --user-assertion-file -
+
+  # Workload identity, a federated token minted for every request:
+  entra token client-assertion \"${COMMON[@]}\" --client-id $WORKLOAD \\
+    --assertion-command \"entra emulator mint-federated-token\"
+
+  kill %1   # stops the emulator; its private state directory is removed";
+
 #[derive(Debug, clap::Args)]
-#[command(args_conflicts_with_subcommands = true)]
+#[command(args_conflicts_with_subcommands = true, after_long_help = SESSION_HELP)]
 pub(crate) struct EmulatorArgs {
     #[command(subcommand)]
     command: Option<EmulatorCommand>,

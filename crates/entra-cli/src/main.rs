@@ -43,12 +43,14 @@ enum Command {
     Decode(decode::DecodeArgs),
     /// Run both credentials against an embedded emulator, offline, and explain what happens.
     Demo,
-    /// Run the offline Entra ID emulator on 127.0.0.1 until interrupted.
+    /// Run the offline Entra ID emulator on 127.0.0.1 until interrupted, or mint a token
+    /// from the running one.
     ///
     /// With no --config it registers the documented sample: tenant
     /// contoso.onmicrosoft.com with a middle-tier API (secret and certificate), a workload
     /// with a federated credential, a downstream API and one user. It writes a JSON info file
-    /// naming its URL, its CA certificate and every credential.
+    /// naming its URL, its CA certificate and every credential. `mint-user-token` and
+    /// `mint-federated-token` print a token for `entra token` from the running emulator.
     Emulator(emulator::EmulatorArgs),
 }
 

@@ -365,3 +365,76 @@ fn a_failed_start_leaves_no_state_dir() {
         .collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+/// The commands of the worked session in docs/emulator.md (the `$ ` lines between
+/// `<!-- session -->` and `<!-- /session -->`).
+fn documented_session() -> Vec<String> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/emulator.md");
+    let text = std::fs::read_to_string(&path).expect("docs/emulator.md");
+    let start = text.find("<!-- session -->").expect("session start marker");
+    let end = text.find("<!-- /session -->").expect("session end marker");
+    text[start..end]
+        .lines()
+        .filter_map(|line| line.strip_prefix("$ "))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn the_documented_session_runs_as_written() {
+    let commands = documented_session();
+    assert!(commands.len() >= 10, "{commands:?}");
+    let tmp = tempfile::tempdir().expect("tmp");
+    // As a user's shell would: `entra` on PATH, job control for `%1`.
+    let script = format!("set -m\n{}\n", commands.join("\n"));
+    let bin_dir = entra_path()
+        .parent()
+        .expect("the binary's directory")
+        .to_owned();
+    let path = std::env::join_paths(std::iter::once(bin_dir).chain(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    )))
+    .expect("PATH");
+    let output = Command::new("bash")
+        .arg("-c")
+        .arg(&script)
+        .env_clear()
+        .env("PATH", path)
+        .env("TMPDIR", tmp.path())
+        .env("NO_COLOR", "1")
+        .current_dir(tmp.path())
+        .timeout(BOUND)
+        .output()
+        .expect("bash");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let all = format!("{stdout}{stderr}");
+    for expected in [
+        "entra emulator listening on https://127.0.0.1:",
+        "\"scp\": \"access_as_user\"",
+        "\"accessToken\": \"eyJ",
+        "Authorization: Bearer eyJ",
+        "\"appid\": \"22222222-3333-4444-5555-666666666666\"",
+        "AADSTS500133",
+        "exit status 3",
+        "POST /_emulator/tokens/federated",
+        "No such file or directory",
+    ] {
+        assert!(all.contains(expected), "no {expected:?} in:\n{all}");
+    }
+    assert_eq!(all.matches("Authorization: Bearer eyJ").count(), 2, "{all}");
+    // The session stopped the emulator and it removed its state directory: TMPDIR holds only
+    // what the session wrote in its working directory.
+    let left: Vec<_> = std::fs::read_dir(tmp.path())
+        .expect("tmp")
+        .map(|entry| {
+            entry
+                .expect("entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .filter(|name| name.starts_with("entra-emulator-"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
