@@ -29,6 +29,7 @@ pub(crate) struct ConnectionLimits {
     pub(crate) header_read_timeout: Duration,
     /// A request's body (and the handler), once its headers are in.
     pub(crate) body_read_timeout: Duration,
+    /// Connections served at once.
     pub(crate) max_connections: usize,
 }
 
