@@ -37,7 +37,7 @@ A session (bash, jq; docs/emulator.md shows it with its output):
   entra token client-assertion \"${COMMON[@]}\" --client-id $WORKLOAD \\
     --assertion-command \"entra emulator mint-federated-token\"
 
-  kill %1   # stops the emulator; its private state directory is removed";
+  kill %1; wait   # stops the emulator, which removes its private state directory";
 
 #[derive(Debug, clap::Args)]
 #[command(args_conflicts_with_subcommands = true, after_long_help = SESSION_HELP)]

@@ -385,27 +385,7 @@ fn the_documented_session_runs_as_written() {
     let commands = documented_session();
     assert!(commands.len() >= 10, "{commands:?}");
     let tmp = tempfile::tempdir().expect("tmp");
-    // As a user's shell would: `entra` on PATH, job control for `%1`.
-    let script = format!("set -m\n{}\n", commands.join("\n"));
-    let bin_dir = entra_path()
-        .parent()
-        .expect("the binary's directory")
-        .to_owned();
-    let path = std::env::join_paths(std::iter::once(bin_dir).chain(std::env::split_paths(
-        &std::env::var_os("PATH").unwrap_or_default(),
-    )))
-    .expect("PATH");
-    let output = Command::new("bash")
-        .arg("-c")
-        .arg(&script)
-        .env_clear()
-        .env("PATH", path)
-        .env("TMPDIR", tmp.path())
-        .env("NO_COLOR", "1")
-        .current_dir(tmp.path())
-        .timeout(BOUND)
-        .output()
-        .expect("bash");
+    let output = run_session(&commands.join("\n"), tmp.path());
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     let all = format!("{stdout}{stderr}");
@@ -425,6 +405,67 @@ fn the_documented_session_runs_as_written() {
     assert_eq!(all.matches("Authorization: Bearer eyJ").count(), 2, "{all}");
     // The session stopped the emulator and it removed its state directory: TMPDIR holds only
     // what the session wrote in its working directory.
+    let left: Vec<_> = std::fs::read_dir(tmp.path())
+        .expect("tmp")
+        .map(|entry| {
+            entry
+                .expect("entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .filter(|name| name.starts_with("entra-emulator-"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+/// Runs `script` with bash as a user's shell would: `entra` on PATH, job control for `%1`,
+/// TMPDIR and the working directory in `dir`.
+fn run_session(script: &str, dir: &Path) -> std::process::Output {
+    let bin_dir = entra_path()
+        .parent()
+        .expect("the binary's directory")
+        .to_owned();
+    let path = std::env::join_paths(std::iter::once(bin_dir).chain(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    )))
+    .expect("PATH");
+    Command::new("bash")
+        .arg("-c")
+        .arg(format!("set -m\n{script}\n"))
+        .env_clear()
+        .env("PATH", path)
+        .env("TMPDIR", dir)
+        .env("NO_COLOR", "1")
+        .current_dir(dir)
+        .timeout(BOUND)
+        .output()
+        .expect("bash")
+}
+
+#[test]
+fn the_session_in_the_help_runs_as_written() {
+    let help = stdout_of(Command::new(entra_path()).args(["emulator", "--help"]));
+    let (_, session) = help
+        .split_once("A session (")
+        .expect("a session in the help");
+    // The lines after the heading, indented by two spaces.
+    let script: String = session
+        .lines()
+        .skip(1)
+        .map(|line| line.strip_prefix("  ").unwrap_or(line))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let tmp = tempfile::tempdir().expect("tmp");
+    let output = run_session(&script, tmp.path());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{output:?}");
+    // One token on behalf of the user, one for the workload, as JSON.
+    assert_eq!(
+        stdout.matches("\"accessToken\": \"eyJ").count(),
+        2,
+        "{output:?}"
+    );
     let left: Vec<_> = std::fs::read_dir(tmp.path())
         .expect("tmp")
         .map(|entry| {
