@@ -97,7 +97,12 @@ async fn connections_beyond_the_cap_wait_and_are_served_when_slots_free() {
 
 #[tokio::test]
 async fn a_normal_client_is_served_while_an_attacker_stalls_and_floods() {
-    let harness = start().await;
+    // The stalled bodies are held for the whole test, however slow the machine.
+    let harness = start_with(EmulatorConfig {
+        body_read_timeout_ms: Some(600_000),
+        ..config()
+    })
+    .await;
     let connector = abuse::connector(&harness.emulator.ca_pem());
     let path = format!("/{TENANT}/oauth2/v2.0/token");
     let mut stalled = Vec::new();
