@@ -322,12 +322,16 @@ impl ShutdownSignal {
         }
     }
 
-    async fn wait(mut self) {
+    async fn wait(self) {
         #[cfg(unix)]
         {
+            let Self {
+                mut interrupt,
+                mut terminate,
+            } = self;
             tokio::select! {
-                _ = self.interrupt.recv() => {}
-                _ = self.terminate.recv() => {}
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
             }
         }
         #[cfg(not(unix))]

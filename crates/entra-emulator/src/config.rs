@@ -287,6 +287,10 @@ mod tests {
         let config = EmulatorConfig::from_toml(
             r#"
             reject_replayed_assertions = true
+            tenant_region_scope = "EU"
+            header_read_timeout_ms = 2000
+            body_read_timeout_ms = 3000
+            max_connections = 64
             [tokens]
             access_token_lifetime_secs = 600
             refresh_in_secs = 300
@@ -305,6 +309,15 @@ mod tests {
         )
         .expect("valid config");
         assert!(config.reject_replayed_assertions);
+        assert_eq!(config.tenant_region_scope.as_deref(), Some("EU"));
+        assert_eq!(
+            (
+                config.header_read_timeout_ms,
+                config.body_read_timeout_ms,
+                config.max_connections
+            ),
+            (Some(2000), Some(3000), Some(64))
+        );
         assert_eq!(config.tokens.access_token_lifetime_secs, 600);
         assert_eq!(config.tokens.refresh_in_secs, Some(300));
         let app = &config.tenants[0].applications[0];
