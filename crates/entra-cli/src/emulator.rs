@@ -137,6 +137,7 @@ async fn serve(args: RunArgs) -> Result<(), Failure> {
     // Listen for signals before anything is created, so that none is missed (and none kills
     // the process, leaving the state directory behind) however early it comes.
     let shutdown = ShutdownSignal::listen()?;
+    raise_descriptor_limit();
     let config = match &args.config {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -296,6 +297,29 @@ fn print_token(answer: &Value, field: &str) -> Result<(), Failure> {
         .ok_or_else(|| anyhow!("the emulator's answer has no {field}"))?;
     println!("{token}");
     Ok(())
+}
+
+/// Raises the soft limit on open files to the hard limit (at most 65,536): the emulator's
+/// default connection cap is half the soft limit, and a soft limit of 1,024 (a common default)
+/// would let a few hundred stalled clients make others wait.
+fn raise_descriptor_limit() {
+    #[cfg(unix)]
+    {
+        use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+        const MOST: u64 = 65_536;
+        let limit = getrlimit(Resource::Nofile);
+        let wanted = limit.maximum.unwrap_or(MOST).min(MOST);
+        if limit.current.is_some_and(|current| current < wanted) {
+            // Best effort: the emulator works, with a lower cap, if this is refused.
+            let _ = setrlimit(
+                Resource::Nofile,
+                Rlimit {
+                    current: Some(wanted),
+                    maximum: limit.maximum,
+                },
+            );
+        }
+    }
 }
 
 /// Ctrl-C (SIGINT) and, on Unix, SIGTERM, listened for from creation.

@@ -46,10 +46,25 @@ struct RunningEmulator {
 impl RunningEmulator {
     /// Starts `entra emulator ARGS` with TMPDIR = `tmp` and waits until it is ready.
     fn start(tmp: &Path, args: &[&str]) -> Self {
-        let mut child = StdCommand::new(entra_path())
-            .arg("emulator")
-            .args(args)
+        let mut command = StdCommand::new(entra_path());
+        command.arg("emulator").args(args);
+        Self::spawn(tmp, command)
+    }
+
+    /// Starts `entra emulator` with a soft limit of `soft_limit` open files.
+    fn start_with_descriptor_limit(tmp: &Path, soft_limit: u32) -> Self {
+        let mut command = StdCommand::new("bash");
+        command
+            .arg("-c")
+            .arg(format!("ulimit -Sn {soft_limit} && exec \"$0\" emulator"))
+            .arg(entra_path());
+        Self::spawn(tmp, command)
+    }
+
+    fn spawn(tmp: &Path, mut command: StdCommand) -> Self {
+        let mut child = command
             .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("TMPDIR", tmp)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -478,4 +493,40 @@ fn the_session_in_the_help_runs_as_written() {
         .filter(|name| name.starts_with("entra-emulator-"))
         .collect();
     assert!(left.is_empty(), "{left:?}");
+}
+
+/// The soft limit on open files of a running process, from /proc.
+#[cfg(target_os = "linux")]
+fn soft_descriptor_limit(pid: u32) -> u64 {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).expect("limits");
+    let line = limits
+        .lines()
+        .find(|line| line.starts_with("Max open files"))
+        .expect("Max open files");
+    line.split_whitespace()
+        .nth(3)
+        .and_then(|soft| soft.parse().ok())
+        .expect("a number")
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn the_emulator_raises_its_descriptor_limit_to_the_hard_limit() {
+    let hard: u64 = {
+        let limits = std::fs::read_to_string("/proc/self/limits").expect("limits");
+        let line = limits
+            .lines()
+            .find(|line| line.starts_with("Max open files"))
+            .expect("Max open files")
+            .to_owned();
+        line.split_whitespace()
+            .nth(4)
+            .and_then(|hard| hard.parse().ok())
+            .unwrap_or(u64::MAX)
+    };
+    let tmp = tempfile::tempdir().expect("tmp");
+    let emulator = RunningEmulator::start_with_descriptor_limit(tmp.path(), 256);
+    let soft = soft_descriptor_limit(emulator.child.id());
+    assert_eq!(soft, hard.min(65_536));
+    assert!(emulator.stop("TERM").success());
 }

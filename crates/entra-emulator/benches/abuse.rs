@@ -21,7 +21,7 @@ const SECRET: &str = "bench-secret";
 
 fn main() {
     let mut args = std::env::args().skip(1).filter(|arg| !arg.starts_with('-'));
-    let stalled_count: usize = args.next().and_then(|v| v.parse().ok()).unwrap_or(400);
+    let stalled_count: usize = args.next().and_then(|v| v.parse().ok()).unwrap_or(2000);
     let flooders: usize = args.next().and_then(|v| v.parse().ok()).unwrap_or(4);
     let requests: usize = args.next().and_then(|v| v.parse().ok()).unwrap_or(200);
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -42,8 +42,10 @@ pub struct EmulatorConfig {
     /// How long a client has, once a request's headers are in, to send its whole body, in
     /// milliseconds; 10 000 when absent. A late body gets HTTP 408 and the connection closes.
     pub body_read_timeout_ms: Option<u64>,
-    /// The most connections served at once; 512 when absent. Further connections wait in the
-    /// listen queue until one closes, so the emulator never runs out of file descriptors.
+    /// The most connections served at once; when absent, half the process's file descriptor
+    /// limit (`ulimit -n`), between 64 and 16,384 (512 where the limit is unknown). Further
+    /// connections wait in the listen queue until one closes, so the emulator never runs out
+    /// of file descriptors.
     pub max_connections: Option<usize>,
 }
 

@@ -81,9 +81,31 @@ const DEFAULT_MAX_BODY_BYTES: usize = 256 * 1024;
 
 /// The default header and body read timeouts, in milliseconds.
 const DEFAULT_TIMEOUT_MS: u64 = 10_000;
-/// The default cap on connections served at once: far above what a test suite opens, far
-/// below the usual descriptor limit.
-const DEFAULT_MAX_CONNECTIONS: usize = 512;
+/// The cap on connections served at once where the descriptor limit is unknown.
+#[cfg(not(unix))]
+const FALLBACK_MAX_CONNECTIONS: usize = 512;
+/// The most connections served at once by default, whatever the descriptor limit.
+const MOST_CONNECTIONS: usize = 16_384;
+
+/// The default cap on connections served at once: half the file descriptors the process may
+/// open (the other half is for everything else it does, such as the clients of an in-process
+/// test), between 64 and 16,384.
+fn default_max_connections() -> usize {
+    #[cfg(unix)]
+    {
+        let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+        match limit.current {
+            Some(soft) => usize::try_from(soft / 2)
+                .unwrap_or(MOST_CONNECTIONS)
+                .clamp(64, MOST_CONNECTIONS),
+            None => MOST_CONNECTIONS,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        FALLBACK_MAX_CONNECTIONS
+    }
+}
 
 /// The region Entra names in the metadata of tenants in North America.
 const DEFAULT_TENANT_REGION_SCOPE: &str = "NA";
@@ -245,7 +267,7 @@ impl EmulatorBuilder {
             max_connections: self
                 .config
                 .max_connections
-                .unwrap_or(DEFAULT_MAX_CONNECTIONS),
+                .unwrap_or_else(default_max_connections),
         };
         tokio::spawn(server::serve(
             listener,
