@@ -6,6 +6,8 @@ use anyhow::Context as _;
 use entra_emulator::{Emulator, EmulatorConfig};
 
 use crate::Failure;
+use crate::failure::Status;
+use crate::output::say;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct EmulatorArgs {
@@ -45,31 +47,57 @@ pub(crate) async fn run(args: EmulatorArgs) -> Result<(), Failure> {
         .state_dir(&state_dir)
         .start()
         .await
-        .context("cannot start the emulator")?;
+        .map_err(start_failure)?;
     let info_file = args
         .info_file
         .unwrap_or_else(|| state_dir.join("info.json"));
     emulator
         .write_info_file(&info_file)
-        .context("cannot write the info file")?;
+        .context("cannot write the info file")
+        .map_err(Failure::configuration)?;
 
-    println!("entra emulator listening on {}", emulator.url());
-    println!("  CA certificate: {}", emulator.ca_pem_path().display());
-    println!("  info file:      {}", info_file.display());
+    say!("entra emulator listening on {}", emulator.url())?;
+    say!("  CA certificate: {}", emulator.ca_pem_path().display())?;
+    say!("  info file:      {}", info_file.display())?;
     for tenant in emulator.info().tenants {
-        println!("  tenant {} ({})", tenant.id, tenant.domains.join(", "));
+        say!("  tenant {} ({})", tenant.id, tenant.domains.join(", "))?;
         for app in tenant.applications {
-            println!("    application {} {}", app.client_id, app.name);
+            say!("    application {} {}", app.client_id, app.name)?;
         }
         for user in tenant.users {
-            println!("    user {} {}", user.object_id, user.upn);
+            say!("    user {} {}", user.object_id, user.upn)?;
         }
     }
-    println!("Press Ctrl-C to stop.");
+    say!("Press Ctrl-C to stop.")?;
 
     shutdown_signal().await;
     emulator.shutdown();
     Ok(())
+}
+
+/// Why the emulator did not start: what the user gave (a port in use, a configuration, a
+/// directory) is a configuration failure.
+fn start_failure(error: entra_emulator::Error) -> Failure {
+    match &error {
+        entra_emulator::Error::Bind { address, source }
+            if source.kind() == std::io::ErrorKind::AddrInUse =>
+        {
+            Failure::configuration(anyhow::anyhow!(
+                "cannot start the emulator: port {} is in use; choose another with --port, \
+                 or --port 0 for a free one",
+                address.port()
+            ))
+        }
+        entra_emulator::Error::Bind { .. }
+        | entra_emulator::Error::Config(_)
+        | entra_emulator::Error::Io { .. } => {
+            Failure::configuration(anyhow::Error::new(error).context("cannot start the emulator"))
+        }
+        _ => Failure::new(
+            Status::Internal,
+            anyhow::Error::new(error).context("cannot start the emulator"),
+        ),
+    }
 }
 
 /// Waits for Ctrl-C or, on Unix, SIGTERM.
