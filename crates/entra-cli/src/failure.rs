@@ -8,7 +8,7 @@ use std::io::Write as _;
 pub(crate) const EXIT_STATUS_HELP: &str = "\
 Exit status:
   0    success
-  1    internal error (a bug in entra: please report it)
+  1    internal error: a bug in entra, or standard output failing (such as a full disk)
   2    usage: a flag missing, unknown, conflicting or malformed (such as --claims that is not
        JSON), also when no environment variable stands in for it
   3    authentication refused by Microsoft Entra ID (the message carries the AADSTS code)

@@ -382,9 +382,12 @@ fn az_time(unix: i64) -> Option<String> {
 fn http_options(common: &CommonArgs) -> Result<HttpOptions, Failure> {
     let mut options = HttpOptions::default();
     if let Some(path) = &common.ca_file {
-        let pem = std::fs::read_to_string(path)
+        let pem = read_file_capped(path, MAX_CA_FILE)
             .with_context(|| format!("cannot read the CA file {}", path.display()))
             .map_err(Failure::configuration)?;
+        let pem = String::from_utf8(pem).map_err(|_| {
+            Failure::configuration(anyhow!("the CA file {} is not PEM text", path.display()))
+        })?;
         options = options.trust_pem(pem);
     }
     Ok(options)
@@ -479,7 +482,7 @@ fn client_credential(
     let builder = if let Some(secret) = secret {
         builder.client_secret(secret)
     } else if let Some(path) = &client.certificate {
-        let bytes = std::fs::read(path)
+        let bytes = read_file_capped(path, MAX_CERTIFICATE)
             .with_context(|| format!("cannot read the certificate {}", path.display()))
             .map_err(Failure::configuration)?;
         let mut builder = builder
@@ -511,18 +514,39 @@ impl entra_identity::ClientAssertionSource for BoxedSource {
     }
 }
 
+/// The most read of a user assertion: a token with many claims is a few kilobytes.
+const MAX_USER_ASSERTION: u64 = 1024 * 1024;
+/// The most read of a certificate file; the library accepts 1 MiB.
+const MAX_CERTIFICATE: u64 = 4 * 1024 * 1024;
+/// The most read of a CA file, as much as the library reads of SSL_CERT_FILE.
+const MAX_CA_FILE: u64 = 4 * 1024 * 1024;
+
 fn read_user_assertion(path: &str) -> Result<String, Failure> {
-    let text = if path == "-" {
-        let mut text = String::new();
-        std::io::stdin()
-            .read_to_string(&mut text)
+    let bytes = if path == "-" {
+        read_capped(std::io::stdin(), MAX_USER_ASSERTION)
             .context("cannot read the user assertion from standard input")
-            .map_err(Failure::configuration)?;
-        text
     } else {
-        std::fs::read_to_string(path)
+        std::fs::File::open(path)
+            .and_then(|file| read_capped(file, MAX_USER_ASSERTION))
             .with_context(|| format!("cannot read the user assertion {path}"))
-            .map_err(Failure::configuration)?
     };
+    let text = String::from_utf8(bytes.map_err(Failure::configuration)?).map_err(|_| {
+        Failure::configuration(anyhow!("the user assertion {path} is not UTF-8 text"))
+    })?;
     Ok(text.trim().to_owned())
+}
+
+/// A file's bytes, at most `limit` of them: a larger file is an error, not a long read.
+fn read_file_capped(path: &std::path::Path, limit: u64) -> std::io::Result<Vec<u8>> {
+    std::fs::File::open(path).and_then(|file| read_capped(file, limit))
+}
+
+/// What `reader` gives, at most `limit` bytes.
+fn read_capped(reader: impl std::io::Read, limit: u64) -> std::io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    reader.take(limit + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
+        return Err(std::io::Error::other(format!("larger than {limit} bytes")));
+    }
+    Ok(bytes)
 }

@@ -620,6 +620,11 @@ fn on_behalf_of_with_secrets_and_user_assertions() {
     );
     run.code(4);
     assert!(run.stderr.contains("user assertion"), "{run:#?}");
+    // One larger than any token is refused without being read whole.
+    let huge = h.write("huge-user-token", &"a".repeat(1024 * 1024 + 1));
+    let run = h.run(h.obo(API, &huge).env("AZURE_CLIENT_SECRET", SECRET));
+    run.code(4);
+    assert!(run.stderr.contains("larger than 1048576 bytes"), "{run:#?}");
     // Missing --user-assertion-file: usage.
     h.run(
         h.token("on-behalf-of")
