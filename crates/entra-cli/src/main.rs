@@ -83,12 +83,29 @@ fn colour() -> bool {
         && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty())
 }
 
+/// Log output without carriage returns: a library message can quote Entra's CR LF
+/// descriptions, which would garble a terminal line or show as `^M` in a file.
+struct PlainLines<W>(W);
+
+impl<W: std::io::Write> std::io::Write for PlainLines<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        for part in buf.split(|&byte| byte == b'\r') {
+            self.0.write_all(part)?;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(log_filter(cli.verbose))
         .with_ansi(colour())
-        .with_writer(std::io::stderr)
+        .with_writer(|| PlainLines(std::io::stderr()))
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

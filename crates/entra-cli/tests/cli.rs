@@ -1141,6 +1141,64 @@ fn exit_status_3_authentication_refused_is_said_once_plainly() {
     run.code(3);
     assert!(run.stderr.contains("WARN"), "{run:#?}");
     assert!(!run.stderr.contains('\u{1b}'), "{run:#?}");
+    assert!(!run.stderr.contains('\r'), "{run:#?}");
+}
+
+#[test]
+fn colour_only_on_a_terminal_and_without_no_color() {
+    let h = Harness::start();
+    let user_file = h.write("user-token", &h.user_assertion(USER, API));
+    // `script` (util-linux, in Debian's essential bsdutils) runs the command on a terminal.
+    let quote = |text: &str| format!("'{}'", text.replace('\'', r"'\''"));
+    let line = [
+        assert_cmd::cargo::cargo_bin("entra").display().to_string(),
+        "-v".to_owned(),
+        "token".to_owned(),
+        "on-behalf-of".to_owned(),
+        "--ca-file".to_owned(),
+        h.ca().display().to_string(),
+        "--tenant-id".to_owned(),
+        TENANT.to_owned(),
+        "--client-id".to_owned(),
+        API.to_owned(),
+        "--scope".to_owned(),
+        OBO_SCOPE.to_owned(),
+        "--authority".to_owned(),
+        h.url().to_owned(),
+        "--disable-instance-discovery".to_owned(),
+        "--user-assertion-file".to_owned(),
+        user_file.display().to_string(),
+    ]
+    .iter()
+    .map(|word| quote(word))
+    .collect::<Vec<_>>()
+    .join(" ");
+    let on_terminal = |no_color: Option<&str>| {
+        let mut command = Command::new("script");
+        command
+            .args(["-q", "-e", "-c", &line, "/dev/null"])
+            .env_clear()
+            .env("AZURE_CLIENT_SECRET", WRONG_SECRET)
+            .timeout(std::time::Duration::from_secs(60));
+        if let Some(path) = std::env::var_os("PATH") {
+            command.env("PATH", path);
+        }
+        if let Some(value) = no_color {
+            command.env("NO_COLOR", value);
+        }
+        h.run(&mut command)
+    };
+    let coloured = on_terminal(None);
+    coloured.code(3);
+    assert!(coloured.stdout.contains("WARN"), "{coloured:#?}");
+    assert!(coloured.stdout.contains('\u{1b}'), "{coloured:#?}");
+    // NO_COLOR set to anything but empty: no colour, even on a terminal.
+    let plain = on_terminal(Some("1"));
+    plain.code(3);
+    assert!(plain.stdout.contains("WARN"), "{plain:#?}");
+    assert!(!plain.stdout.contains('\u{1b}'), "{plain:#?}");
+    let empty = on_terminal(Some(""));
+    assert!(empty.stdout.contains('\u{1b}'), "{empty:#?}");
 }
 
 #[test]
