@@ -244,7 +244,9 @@ fn credential_failure(error: CredentialError, common: &CommonArgs) -> Failure {
     };
     match authentication.kind() {
         FailureKind::TenantNotAllowed => {
-            let tenant = common.request_tenant.as_deref().unwrap_or("the tenant");
+            let Some(tenant) = common.request_tenant.as_deref() else {
+                return Failure::configuration(error);
+            };
             Failure::configuration(anyhow!(
                 "tokens for tenant {tenant} are not allowed: pass --additionally-allowed-tenant \
                  {tenant} (or add it to AZURE_ADDITIONALLY_ALLOWED_TENANTS, `;`-separated), or \

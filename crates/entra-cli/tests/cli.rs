@@ -625,6 +625,15 @@ fn on_behalf_of_with_secrets_and_user_assertions() {
     let run = h.run(h.obo(API, &huge).env("AZURE_CLIENT_SECRET", SECRET));
     run.code(4);
     assert!(run.stderr.contains("larger than 1048576 bytes"), "{run:#?}");
+    // An empty one, named by the CLI's flag.
+    let empty = h.write("empty-user-token", "\n");
+    let run = h.run(h.obo(API, &empty).env("AZURE_CLIENT_SECRET", SECRET));
+    run.code(4);
+    assert!(
+        run.stderr
+            .contains("the user assertion (--user-assertion-file) is empty"),
+        "{run:#?}"
+    );
     // Missing --user-assertion-file: usage.
     h.run(
         h.token("on-behalf-of")
