@@ -13,9 +13,10 @@ Exit status:
        JSON), also when no environment variable stands in for it
   3    authentication refused by Microsoft Entra ID (the message carries the AADSTS code)
   4    configuration: a flag's or variable's value, a file, a certificate or a CA that cannot
-       be used, a tenant refused locally, a port already in use
-  5    transient: Entra ID could not be reached, was throttling or timed out, or its answer
-       was unreadable; trying again later may work
+       be used, an authority that does not resolve or does not answer as Entra ID does, a
+       tenant refused locally, a port already in use
+  5    transient: Entra ID could not be reached for now, was throttling or timed out;
+       trying again later may work
   141  standard output was closed early (as by `entra decode | head -1`): the rest of the
        output is dropped quietly, as for any command a closed pipe stops";
 
@@ -140,6 +141,10 @@ const CLI_NAMES: &[(&str, &str)] = &[
         "--disable-instance-discovery",
     ),
     ("send_certificate_chain", "--send-certificate-chain"),
+    (
+        "check the authority",
+        "check --authority (or AZURE_AUTHORITY_HOST)",
+    ),
     (
         "\"user_assertion\"",
         "The user assertion (--user-assertion-file)",

@@ -256,13 +256,15 @@ fn credential_failure(error: CredentialError, common: &CommonArgs) -> Failure {
         // The assertion file or command is ours to fix, not Entra's.
         FailureKind::ClientAssertion => Failure::configuration(error),
         _ if refused_certificate(&error) => Failure::configuration(error),
+        FailureKind::Throttled => Failure::transient(error),
         _ if authentication.is_transient() => Failure::transient(error),
+        // Failing for good before Entra ID refused anything: an authority whose host does
+        // not resolve, or that does not answer as Entra ID does (--authority), or that is not
+        // well known (--disable-instance-discovery).
         FailureKind::Transport
         | FailureKind::Timeout
-        | FailureKind::Throttled
-        | FailureKind::InvalidResponse => Failure::transient(error),
-        // An authority that is not well known: --authority or --disable-instance-discovery.
-        FailureKind::InstanceDiscovery => Failure::configuration(error),
+        | FailureKind::InvalidResponse
+        | FailureKind::InstanceDiscovery => Failure::configuration(error),
         _ => Failure::authentication(error),
     }
 }

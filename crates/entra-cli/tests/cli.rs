@@ -1234,6 +1234,31 @@ fn exit_status_4_configuration_for_a_port_in_use() {
 }
 
 #[test]
+fn exit_status_4_configuration_for_an_authority_that_is_not_entra() {
+    let h = Harness::start();
+    let assertion_file = h.write("federated-token", &h.client_assertion());
+    // What a web server that is not Entra ID answers: a 404 page. Not worth trying again.
+    h.emulator.inject_fault(FaultRule {
+        path: "/oauth2/v2.0/token".to_owned(),
+        count: 1,
+        fault: Fault::Body {
+            status: Some(404),
+            body: "<html><body>Not Found</body></html>".to_owned(),
+        },
+    });
+    let run = h.run(
+        h.token("client-assertion")
+            .args(["--tenant-id", TENANT, "--client-id", WORKLOAD])
+            .args(["--scope", APP_SCOPE, "--authority", h.url()])
+            .arg("--assertion-file")
+            .arg(&assertion_file),
+    );
+    run.code(4);
+    assert_eq!(run.stderr.matches("error: ").count(), 1, "{run:#?}");
+    assert_eq!(h.token_requests().len(), 1, "not retried");
+}
+
+#[test]
 fn exit_status_5_transient_when_throttled() {
     let h = Harness::start();
     let assertion_file = h.write("federated-token", &h.client_assertion());
