@@ -160,7 +160,8 @@ fn plain(text: &str) -> String {
     }
     let lines: Vec<String> = text
         .split(['\r', '\n'])
-        .map(str::trim)
+        // Leading spaces stay: they align a parser's caret under the text it points at.
+        .map(str::trim_end)
         .filter(|line| !line.is_empty())
         .map(|line| {
             line.chars()
@@ -189,6 +190,18 @@ mod tests {
             failure.text(),
             "error: AADSTS1: bad.\n       Trace ID: x\n       \u{fffd}[31mred; pass \
              --allow-unencrypted-cache\n"
+        );
+    }
+
+    #[test]
+    fn indentation_stays_so_that_carets_point_where_they_should() {
+        let failure = Failure::configuration(anyhow::anyhow!(
+            "TOML parse error at line 1, column 1\n  |\n1 | bogus = 1\n  | ^^^^^\nunknown field"
+        ));
+        assert_eq!(
+            failure.text(),
+            "error: TOML parse error at line 1, column 1\n         |\n       1 | bogus = 1\n         \
+             | ^^^^^\n       unknown field\n"
         );
     }
 

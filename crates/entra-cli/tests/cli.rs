@@ -1372,3 +1372,30 @@ fn az_output_in_local_time_with_the_tenant_of_the_token() {
     let expires_on = json["expires_on"].as_i64().expect("expires_on");
     assert_eq!(json["expiresOn"], az(expires_on, 0), "{json}");
 }
+
+#[test]
+fn emulator_configuration_errors_point_at_the_mistake() {
+    let state = tempfile::tempdir().expect("temporary directory");
+    let config = state.path().join("emulator.toml");
+    std::fs::write(&config, "bogus = 1\n").expect("write");
+    let output = entra()
+        .args(["emulator", "--config"])
+        .arg(&config)
+        .timeout(std::time::Duration::from_secs(60))
+        .output()
+        .expect("entra runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(4), "{stderr}");
+    // The parser's caret stays under the key it points at.
+    let lines: Vec<&str> = stderr.lines().collect();
+    let source = lines
+        .iter()
+        .find(|line| line.ends_with("1 | bogus = 1"))
+        .unwrap_or_else(|| panic!("the source line: {stderr}"));
+    let caret = lines
+        .iter()
+        .find(|line| line.ends_with("| ^^^^^"))
+        .unwrap_or_else(|| panic!("the caret line: {stderr}"));
+    assert_eq!(source.find("bogus"), caret.find('^'), "{stderr}");
+    assert!(stderr.contains("unknown field `bogus`"), "{stderr}");
+}
