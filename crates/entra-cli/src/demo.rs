@@ -15,6 +15,7 @@ use entra_identity::{
 use serde_json::Value;
 
 use crate::Failure;
+use crate::output::say;
 
 const TENANT: &str = "contoso.onmicrosoft.com";
 const MIDDLE_TIER: &str = "5b0f7a3c-1d2e-4f60-8a9b-0c1d2e3f4a5b";
@@ -25,7 +26,7 @@ const DOWNSTREAM_SCOPE: &str = "api://downstream/Orders.Read";
 
 pub(crate) async fn run() -> Result<(), Failure> {
     let started = Instant::now();
-    println!("entra demo: both credentials against an offline Entra ID emulator\n");
+    say!("entra demo: both credentials against an offline Entra ID emulator\n")?;
 
     let emulator = Emulator::builder()
         .config(config())
@@ -34,15 +35,15 @@ pub(crate) async fn run() -> Result<(), Failure> {
         .context("cannot start the emulator")?;
     let info = emulator.info();
     let tenant = &info.tenants[0];
-    println!(
+    say!(
         "1. Emulator on {} (TLS, its own CA), tenant {} = {}",
         emulator.url(),
         TENANT,
         tenant.id
-    );
-    println!("   middle-tier API {MIDDLE_TIER} with a generated certificate");
-    println!("   workload {WORKLOAD} trusting federated tokens for {WORKLOAD_SUBJECT}");
-    println!("   downstream API api://downstream, user {USER}\n");
+    )?;
+    say!("   middle-tier API {MIDDLE_TIER} with a generated certificate")?;
+    say!("   workload {WORKLOAD} trusting federated tokens for {WORKLOAD_SUBJECT}")?;
+    say!("   downstream API api://downstream, user {USER}\n")?;
 
     // Nothing from the real environment leaks in: the demo stays on loopback.
     let environment = Arc::new(MapEnvironment::new());
@@ -63,8 +64,8 @@ pub(crate) async fn run() -> Result<(), Failure> {
     let (first, first_time) =
         timed(credential.get_token(&[scope], TokenRequestOptions::new())).await;
     let first = first.map_err(Failure::authentication)?;
-    println!("2. ClientAssertionCredential (federated workload token) -> {scope}");
-    println!("   token from Entra ID in {}", millis(first_time));
+    say!("2. ClientAssertionCredential (federated workload token) -> {scope}")?;
+    say!("   token from Entra ID in {}", millis(first_time))?;
     show_claims(
         first.token.expose_secret(),
         &["aud", "appid", "tid", "idtyp", "exp"],
@@ -72,14 +73,14 @@ pub(crate) async fn run() -> Result<(), Failure> {
     let (second, second_time) =
         timed(credential.get_token(&[scope], TokenRequestOptions::new())).await;
     second.map_err(Failure::authentication)?;
-    println!(
+    say!(
         "   the same call again: served from the cache in {}",
         micros(second_time)
-    );
-    println!(
+    )?;
+    say!(
         "   token requests so far: {}\n",
         emulator.counters().token_requests
-    );
+    )?;
 
     // OnBehalfOfCredential: the middle tier exchanges the user's token.
     let certificate_path = tenant
@@ -108,8 +109,8 @@ pub(crate) async fn run() -> Result<(), Failure> {
     let (token, obo_time) =
         timed(obo.get_token(&[DOWNSTREAM_SCOPE], TokenRequestOptions::new())).await;
     let token = token.map_err(Failure::authentication)?;
-    println!("3. OnBehalfOfCredential (certificate, PS256) for {USER} -> {DOWNSTREAM_SCOPE}");
-    println!("   exchanged the user's token in {}", millis(obo_time));
+    say!("3. OnBehalfOfCredential (certificate, PS256) for {USER} -> {DOWNSTREAM_SCOPE}")?;
+    say!("   exchanged the user's token in {}", millis(obo_time))?;
     show_claims(
         token.token.expose_secret(),
         &["aud", "upn", "oid", "scp", "azp"],
@@ -120,7 +121,7 @@ pub(crate) async fn run() -> Result<(), Failure> {
         .rev()
         .find_map(|request| request.client_auth)
         .unwrap_or_default();
-    println!("   the emulator verified the client assertion: {signed}\n");
+    say!("   the emulator verified the client assertion: {signed}\n")?;
 
     let (cae, cae_time) = timed(obo.get_token(
         &[DOWNSTREAM_SCOPE],
@@ -128,15 +129,15 @@ pub(crate) async fn run() -> Result<(), Failure> {
     ))
     .await;
     let cae = cae.map_err(Failure::authentication)?;
-    println!(
+    say!(
         "4. The same with Continuous Access Evaluation (enable_cae) in {}",
         millis(cae_time)
-    );
+    )?;
     show_claims(cae.token.expose_secret(), &["xms_cc", "exp"])?;
     let hours = (cae.expires_on - now()) as f64 / 3600.0;
-    println!("   a CAE token lives longer: about {hours:.0} hours\n");
+    say!("   a CAE token lives longer: about {hours:.0} hours\n")?;
 
-    println!("5. A request for a tenant the credential does not allow:");
+    say!("5. A request for a tenant the credential does not allow:")?;
     match obo
         .get_token(
             &[DOWNSTREAM_SCOPE],
@@ -144,18 +145,18 @@ pub(crate) async fn run() -> Result<(), Failure> {
         )
         .await
     {
-        Ok(_) => println!("   unexpectedly allowed"),
-        Err(error) => println!("   refused before any request: {error}"),
+        Ok(_) => say!("   unexpectedly allowed")?,
+        Err(error) => say!("   refused before any request: {error}")?,
     }
 
     let counters = emulator.counters();
-    println!(
+    say!(
         "\nSummary: {} token requests, {} tokens issued, {} instance discovery, all on loopback, in {}.",
         counters.token_requests,
         counters.tokens_issued,
         counters.instance_discovery_requests,
         millis(started.elapsed())
-    );
+    )?;
     Ok(())
 }
 
@@ -227,7 +228,7 @@ fn show_claims(token: &str, names: &[&str]) -> Result<(), Failure> {
             (&"exp", Some(exp)) => entra_cli::jwt::utc_text(exp).unwrap_or_default(),
             _ => value.to_string(),
         };
-        println!("   {name:>7}: {shown}");
+        say!("   {name:>7}: {shown}")?;
     }
     Ok(())
 }

@@ -10,6 +10,8 @@ use entra_emulator::{
 use serde_json::Value;
 
 use crate::Failure;
+use crate::failure::Status;
+use crate::output::say;
 
 /// The environment variable naming the info file, for the emulator and the mint commands.
 const INFO_FILE_ENV: &str = "ENTRA_EMULATOR_INFO";
@@ -155,7 +157,7 @@ async fn serve(args: RunArgs) -> Result<(), Failure> {
     if let Some(dir) = &args.state_dir {
         builder = builder.state_dir(dir);
     }
-    let emulator = builder.start().await.context("cannot start the emulator")?;
+    let emulator = builder.start().await.map_err(start_failure)?;
     let state_dir = emulator
         .ca_pem_path()
         .parent()
@@ -166,23 +168,24 @@ async fn serve(args: RunArgs) -> Result<(), Failure> {
         .unwrap_or_else(|| state_dir.join("info.json"));
     emulator
         .write_info_file(&info_file)
-        .context("cannot write the info file")?;
+        .context("cannot write the info file")
+        .map_err(Failure::configuration)?;
 
-    println!("entra emulator listening on {}", emulator.url());
-    println!("  state directory: {}", state_dir.display());
-    println!("  CA certificate:  {}", emulator.ca_pem_path().display());
-    println!("  info file:       {}", info_file.display());
+    say!("entra emulator listening on {}", emulator.url())?;
+    say!("  state directory: {}", state_dir.display())?;
+    say!("  CA certificate:  {}", emulator.ca_pem_path().display())?;
+    say!("  info file:       {}", info_file.display())?;
     for tenant in emulator.info().tenants {
-        println!("  tenant {} ({})", tenant.id, tenant.domains.join(", "));
+        say!("  tenant {} ({})", tenant.id, tenant.domains.join(", "))?;
         for app in tenant.applications {
-            println!("    application {} {}", app.client_id, app.name);
+            say!("    application {} {}", app.client_id, app.name)?;
         }
         for user in tenant.users {
-            println!("    user {} {}", user.object_id, user.upn);
+            say!("    user {} {}", user.object_id, user.upn)?;
         }
     }
-    println!("  admin endpoints: {}/_emulator", emulator.url());
-    println!("Press Ctrl-C to stop.");
+    say!("  admin endpoints: {}/_emulator", emulator.url())?;
+    say!("Press Ctrl-C to stop.")?;
 
     shutdown.wait().await;
     emulator.shutdown();
@@ -295,8 +298,33 @@ fn print_token(answer: &Value, field: &str) -> Result<(), Failure> {
     let token = answer[field]
         .as_str()
         .ok_or_else(|| anyhow!("the emulator's answer has no {field}"))?;
-    println!("{token}");
+    say!("{token}")?;
     Ok(())
+}
+
+/// Why the emulator did not start: what the user gave (a port in use, a configuration, a
+/// directory) is a configuration failure.
+fn start_failure(error: entra_emulator::Error) -> Failure {
+    match &error {
+        entra_emulator::Error::Bind { address, source }
+            if source.kind() == std::io::ErrorKind::AddrInUse =>
+        {
+            Failure::configuration(anyhow::anyhow!(
+                "cannot start the emulator: port {} is in use; choose another with --port, \
+                 or --port 0 for a free one",
+                address.port()
+            ))
+        }
+        entra_emulator::Error::Bind { .. }
+        | entra_emulator::Error::Config(_)
+        | entra_emulator::Error::Io { .. } => {
+            Failure::configuration(anyhow::Error::new(error).context("cannot start the emulator"))
+        }
+        _ => Failure::new(
+            Status::Internal,
+            anyhow::Error::new(error).context("cannot start the emulator"),
+        ),
+    }
 }
 
 /// Raises the soft limit on open files to the hard limit (at most 65,536): the emulator's

@@ -4,29 +4,35 @@
 //! - `entra decode [JWT]` shows a JWT's header and claims (unverified);
 //! - `entra demo` runs both flows against an embedded emulator, offline;
 //! - `entra emulator` runs the offline Entra ID emulator.
+//!
+//! Each failure is said once, on standard error, and its kind is the exit status
+//! ([`failure::EXIT_STATUS_HELP`]).
 
 #![forbid(unsafe_code)]
 
 mod decode;
 mod demo;
 mod emulator;
+mod failure;
+mod output;
 mod token;
 
+use std::io::IsTerminal as _;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// Exit status for a failed authentication (Entra ID refused, or could not be reached).
-const EXIT_AUTHENTICATION: u8 = 3;
-/// Exit status for an invalid configuration (bad flags values, unreadable files).
-const EXIT_CONFIGURATION: u8 = 4;
-/// Exit status for anything else.
-const EXIT_FAILURE: u8 = 1;
+pub(crate) use failure::Failure;
 
 /// Microsoft Entra ID access tokens for confidential applications.
 #[derive(Debug, Parser)]
-#[command(name = "entra", version, about)]
+#[command(name = "entra", version, about, after_help = failure::EXIT_STATUS_HELP)]
 struct Cli {
+    /// Log more to standard error: -v the library's warnings (a failure is then logged as well
+    /// as said on the `error:` line), -vv its debug messages, -vvv everything. ENTRA_LOG, a
+    /// tracing filter such as `entra_identity=debug`, replaces this.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
     #[command(subcommand)]
     command: Command,
 }
@@ -51,68 +57,57 @@ enum Command {
     /// with a federated credential, a downstream API and one user. It writes a JSON info file
     /// naming its URL, its CA certificate and every credential. `mint-user-token` and
     /// `mint-federated-token` print a token for `entra token` from the running emulator.
+    #[command(after_help = failure::EXIT_STATUS_HELP)]
     Emulator(emulator::EmulatorArgs),
 }
 
-/// A failure with the exit status it deserves.
-#[derive(Debug)]
-pub(crate) struct Failure {
-    status: u8,
-    error: anyhow::Error,
-}
-
-impl Failure {
-    pub(crate) fn authentication(error: impl Into<anyhow::Error>) -> Self {
-        Self {
-            status: EXIT_AUTHENTICATION,
-            error: error.into(),
-        }
+/// The log filter for `-v` given `verbose` times, unless ENTRA_LOG gives one.
+///
+/// By default the library's own report of a failed token request is off: the CLI says the
+/// same failure on its `error:` line, in its own words. So are the TLS verifier's errors,
+/// which the error's causes carry. Warnings about what went on despite a problem (a cache
+/// that could not be written, CA certificates ignored) stay.
+fn log_filter(verbose: u8) -> tracing_subscriber::EnvFilter {
+    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_env("ENTRA_LOG") {
+        return filter;
     }
-
-    pub(crate) fn configuration(error: impl Into<anyhow::Error>) -> Self {
-        Self {
-            status: EXIT_CONFIGURATION,
-            error: error.into(),
-        }
-    }
-}
-
-impl<E: Into<anyhow::Error>> From<E> for Failure {
-    fn from(error: E) -> Self {
-        Self {
-            status: EXIT_FAILURE,
-            error: error.into(),
-        }
-    }
-}
-
-/// Whether a TLS certificate the server presented was refused, somewhere in `error`'s causes.
-fn refused_certificate(error: &anyhow::Error) -> bool {
-    error.chain().any(|cause| {
-        // The HTTP stack wraps the TLS error in I/O errors (nested), whose `source()` skips
-        // what they wrap: look inside each.
-        let mut inner: &(dyn std::error::Error + 'static) = cause;
-        while let Some(wrapped) = inner
-            .downcast_ref::<std::io::Error>()
-            .and_then(std::io::Error::get_ref)
-        {
-            inner = wrapped;
-        }
-        matches!(
-            inner.downcast_ref::<rustls::Error>(),
-            Some(rustls::Error::InvalidCertificate(_))
-        )
+    tracing_subscriber::EnvFilter::new(match verbose {
+        0 => "warn,entra_identity::credential=error,rustls_platform_verifier=off",
+        1 => "warn",
+        2 => "warn,entra_identity=debug",
+        _ => "debug,entra_identity=trace",
     })
+}
+
+/// Colour only for a person: standard error is a terminal and NO_COLOR is unset or empty.
+fn colour() -> bool {
+    std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty())
+}
+
+/// Log output without carriage returns: a library message can quote Entra's CR LF
+/// descriptions, which would garble a terminal line or show as `^M` in a file.
+struct PlainLines<W>(W);
+
+impl<W: std::io::Write> std::io::Write for PlainLines<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        for part in buf.split(|&byte| byte == b'\r') {
+            self.0.write_all(part)?;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("ENTRA_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
+        .with_env_filter(log_filter(cli.verbose))
+        .with_ansi(colour())
+        .with_writer(|| PlainLines(std::io::stderr()))
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -120,8 +115,10 @@ fn main() -> ExitCode {
     {
         Ok(runtime) => runtime,
         Err(error) => {
-            eprintln!("error: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
+            let failure =
+                Failure::from(anyhow::Error::new(error).context("cannot start the async runtime"));
+            failure.report();
+            return ExitCode::from(failure.status().code());
         }
     };
     let outcome = runtime.block_on(async {
@@ -135,25 +132,8 @@ fn main() -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
-            // The message says what failed and its causes why, down to the root cause.
-            eprintln!("error: {}", failure.error);
-            let mut previous = failure.error.to_string();
-            for cause in failure.error.chain().skip(1) {
-                let text = cause.to_string();
-                // Some libraries' errors repeat their cause's text: show it once.
-                if !previous.contains(&text) {
-                    eprintln!("  caused by: {text}");
-                }
-                previous = text;
-            }
-            if refused_certificate(&failure.error) {
-                // The library names its own options; this is how the CLI gives a CA.
-                eprintln!(
-                    "  hint: to trust a private CA (the emulator's, a proxy's), pass its PEM \
-                     certificate with --ca-file PATH, or name a PEM file in SSL_CERT_FILE"
-                );
-            }
-            ExitCode::from(failure.status)
+            failure.report();
+            ExitCode::from(failure.status().code())
         }
     }
 }

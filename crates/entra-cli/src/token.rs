@@ -6,17 +6,20 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, anyhow};
 use entra_identity::{
-    AccessTokenInfo, ClientAssertionCredential, FileAssertion, HttpOptions, OnBehalfOfCredential,
-    TokenCachePersistenceOptions, TokenCredential, TokenRequestOptions,
+    AccessTokenInfo, BuildError, CertificateError, ClientAssertionCredential, CredentialError,
+    FailureKind, FileAssertion, HttpOptions, OnBehalfOfCredential, TokenCachePersistenceOptions,
+    TokenCredential, TokenRequestOptions,
 };
 use serde_json::json;
 
-use crate::Failure;
+use crate::failure::{EXIT_STATUS_HELP, Failure};
+use crate::output::say;
 
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum TokenCommand {
     /// A service principal proves itself with a JWT assertion (workload identity, a federated
     /// credential, an assertion signed elsewhere).
+    #[command(after_help = EXIT_STATUS_HELP)]
     ClientAssertion {
         #[command(flatten)]
         common: CommonArgs,
@@ -24,6 +27,7 @@ pub(crate) enum TokenCommand {
         assertion: AssertionArgs,
     },
     /// A middle-tier API exchanges a user's token for a token to a downstream API.
+    #[command(after_help = EXIT_STATUS_HELP)]
     OnBehalfOf {
         #[command(flatten)]
         common: CommonArgs,
@@ -67,8 +71,8 @@ pub(crate) struct CommonArgs {
     /// Request the token from this tenant instead of the configured one.
     #[arg(long = "request-tenant", value_name = "TENANT")]
     request_tenant: Option<String>,
-    /// Additional claims (JSON), such as a claims challenge from a resource.
-    #[arg(long, value_name = "JSON")]
+    /// Additional claims (a JSON object), such as a claims challenge from a resource.
+    #[arg(long, value_name = "JSON", value_parser = json_object)]
     claims: Option<String>,
     /// Request a Continuous Access Evaluation token.
     #[arg(long)]
@@ -85,8 +89,9 @@ pub(crate) struct CommonArgs {
     /// Allow the persistent cache to be stored unencrypted when no encryption is available.
     #[arg(long, requires = "cache_name")]
     allow_unencrypted_cache: bool,
-    /// What to print: JSON (as `az account get-access-token`), the bare token, or an
-    /// Authorization header line.
+    /// What to print: JSON shaped as `az account get-access-token` prints it (accessToken,
+    /// expiresOn and refreshOn in local time, expires_on in POSIX seconds, tenant as the
+    /// token's tenant ID, tokenType), the bare token, or an Authorization header line.
     #[arg(long, value_enum, default_value_t = Output::Json)]
     output: Output,
 }
@@ -112,14 +117,21 @@ pub(crate) struct AssertionArgs {
 pub(crate) struct ClientArgs {
     /// Read the client secret from this environment variable. AZURE_CLIENT_SECRET is used when
     /// no other client credential is given.
-    #[arg(long, value_name = "VARIABLE")]
+    // One client credential: the others are usage errors (they live in `AssertionArgs` too,
+    // which the client-assertion command has without this struct, hence the conflicts here).
+    #[arg(
+        long,
+        value_name = "VARIABLE",
+        conflicts_with_all = ["certificate", "assertion_file", "assertion_command"]
+    )]
     client_secret_env: Option<String>,
     /// A certificate with its private key: PEM or PKCS#12.
     #[arg(
         long,
         env = "AZURE_CLIENT_CERTIFICATE_PATH",
         hide_env_values = true,
-        value_name = "FILE"
+        value_name = "FILE",
+        conflicts_with_all = ["assertion_file", "assertion_command"]
     )]
     certificate: Option<PathBuf>,
     /// Read the certificate's password from this environment variable.
@@ -154,9 +166,9 @@ pub(crate) async fn run(command: TokenCommand) -> Result<(), Failure> {
             let source = assertion_source(&assertion)?
                 .or_else(federated_token_file)
                 .ok_or_else(|| {
-                    Failure::configuration(anyhow!(
-                        "a client assertion is needed: --assertion-file, --assertion-command or \
-                         AZURE_FEDERATED_TOKEN_FILE"
+                    Failure::usage(anyhow!(
+                        "a client assertion is needed: give --assertion-file or \
+                         --assertion-command, or set AZURE_FEDERATED_TOKEN_FILE"
                     ))
                 })?;
             let mut builder = ClientAssertionCredential::builder(
@@ -172,7 +184,9 @@ pub(crate) async fn run(command: TokenCommand) -> Result<(), Failure> {
             if let Some(persistence) = persistence(&common) {
                 builder = builder.cache_persistence_options(persistence);
             }
-            let credential = builder.build().map_err(Failure::configuration)?;
+            let credential = builder
+                .build()
+                .map_err(|error| build_failure(error, None))?;
             let info = request(&credential, &common).await?;
             (common, info)
         }
@@ -196,7 +210,9 @@ pub(crate) async fn run(command: TokenCommand) -> Result<(), Failure> {
                 builder = builder.cache_persistence_options(persistence);
             }
             builder = client_credential(builder, &client, &assertion)?;
-            let credential = builder.build().map_err(Failure::configuration)?;
+            let credential = builder
+                .build()
+                .map_err(|error| build_failure(error, Some(&client)))?;
             let info = request(&credential, &common).await?;
             (common, info)
         }
@@ -215,52 +231,167 @@ async fn request(
     credential
         .get_token_info(&scopes, options)
         .await
-        .map_err(|error| match error {
-            entra_identity::CredentialError::InvalidRequest(_) => Failure::configuration(error),
-            _ => Failure::authentication(error),
-        })
+        .map_err(|error| credential_failure(error, common))
+}
+
+/// A failed token request, by kind: what Entra ID refused, what is wrong here, and what may
+/// work later.
+fn credential_failure(error: CredentialError, common: &CommonArgs) -> Failure {
+    let Some(authentication) = error.client_authentication() else {
+        // An invalid request (a malformed tenant), or a credential that cannot work here (a
+        // persistent cache without a secret store).
+        return Failure::configuration(error);
+    };
+    match authentication.kind() {
+        FailureKind::TenantNotAllowed => {
+            let Some(tenant) = common.request_tenant.as_deref() else {
+                return Failure::configuration(error);
+            };
+            Failure::configuration(anyhow!(
+                "tokens for tenant {tenant} are not allowed: pass --additionally-allowed-tenant \
+                 {tenant} (or add it to AZURE_ADDITIONALLY_ALLOWED_TENANTS, `;`-separated), or \
+                 `*` to allow any tenant"
+            ))
+        }
+        // The assertion file or command is ours to fix, not Entra's.
+        FailureKind::ClientAssertion => Failure::configuration(error),
+        _ if refused_certificate(&error) => Failure::configuration(error),
+        FailureKind::Throttled => Failure::transient(error),
+        _ if authentication.is_transient() => Failure::transient(error),
+        // Failing for good before Entra ID refused anything: an authority whose host does
+        // not resolve, or that does not answer as Entra ID does (--authority), or that is not
+        // well known (--disable-instance-discovery).
+        FailureKind::Transport
+        | FailureKind::Timeout
+        | FailureKind::InvalidResponse
+        | FailureKind::InstanceDiscovery => Failure::configuration(error),
+        _ => Failure::authentication(error),
+    }
+}
+
+/// Whether a TLS certificate the server presented was refused, somewhere in `error`'s causes:
+/// a missing --ca-file, not a network failure.
+fn refused_certificate(error: &CredentialError) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(error) = cause {
+        // The HTTP stack wraps the TLS error in I/O errors (nested), whose `source()` skips
+        // what they wrap: look inside each.
+        let mut inner = error;
+        while let Some(wrapped) = inner
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref)
+        {
+            inner = wrapped;
+        }
+        if matches!(
+            inner.downcast_ref::<rustls::Error>(),
+            Some(rustls::Error::InvalidCertificate(_))
+        ) {
+            return true;
+        }
+        cause = error.source();
+    }
+    false
+}
+
+/// A credential that cannot be built, in the CLI's words where the library names its own
+/// parameters.
+fn build_failure(error: BuildError, client: Option<&ClientArgs>) -> Failure {
+    let message = match (&error, client) {
+        (BuildError::InvalidAuthority { authority }, _) => format!(
+            "--authority (or AZURE_AUTHORITY_HOST) '{authority}' is invalid: it must be an \
+             https URL"
+        ),
+        (BuildError::InvalidTenantId, _) => "--tenant-id (or AZURE_TENANT_ID) is invalid: a \
+             tenant is a GUID or a domain name such as contoso.onmicrosoft.com"
+            .to_owned(),
+        (BuildError::EmptyUserAssertion, _) => {
+            "the user assertion (--user-assertion-file) is empty".to_owned()
+        }
+        (BuildError::InvalidCertificate(reason), Some(client)) => {
+            let path = client
+                .certificate
+                .as_deref()
+                .map(|path| path.display().to_string())
+                .unwrap_or_default();
+            let variable = &client.certificate_password_env;
+            match reason {
+                CertificateError::WrongPassword | CertificateError::PasswordRequired
+                    if non_empty_var(variable).is_none() =>
+                {
+                    format!(
+                        "the certificate {path} is protected by a password: set {variable} \
+                         (or name another variable with --certificate-password-env)"
+                    )
+                }
+                CertificateError::WrongPassword => {
+                    format!("the password in {variable} does not open the certificate {path}")
+                }
+                _ => format!("cannot use the certificate {path}: {reason}"),
+            }
+        }
+        _ => return Failure::configuration(error),
+    };
+    Failure::configuration(anyhow!(message))
+}
+
+/// `--claims` must be a JSON object: checked before anything is sent.
+fn json_object(text: &str) -> Result<String, String> {
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(serde_json::Value::Object(_)) => Ok(text.to_owned()),
+        Ok(_) => Err("a JSON object is expected, such as {\"access_token\":{...}}".to_owned()),
+        Err(error) => Err(format!("not JSON: {error}")),
+    }
 }
 
 fn print(common: &CommonArgs, info: &AccessTokenInfo) -> Result<(), Failure> {
     let token = info.token.expose_secret();
     match common.output {
-        Output::Token => println!("{token}"),
-        Output::Header => println!("Authorization: {} {token}", info.token_type),
+        Output::Token => say!("{token}"),
+        Output::Header => say!("Authorization: {} {token}", info.token_type),
         Output::Json => {
-            let tenant = common
-                .request_tenant
-                .as_deref()
-                .unwrap_or(&common.tenant_id);
+            // As az: the tenant the token is for (its `tid`); the tenant asked for when the
+            // token is not a JWT.
+            let tenant = entra_cli::jwt::decode(token)
+                .ok()
+                .and_then(|(_, claims)| claims.get("tid")?.as_str().map(str::to_owned))
+                .unwrap_or_else(|| {
+                    common
+                        .request_tenant
+                        .clone()
+                        .unwrap_or_else(|| common.tenant_id.clone())
+                });
             let document = json!({
                 "accessToken": token,
                 "expiresOn": az_time(info.expires_on),
                 "expires_on": info.expires_on,
                 "tokenType": info.token_type,
                 "tenant": tenant,
-                "refreshOn": info.refresh_on.and_then(entra_cli::jwt::utc_text),
+                "refreshOn": info.refresh_on.and_then(az_time),
             });
-            println!("{}", serde_json::to_string_pretty(&document)?);
+            say!("{}", serde_json::to_string_pretty(&document)?)
         }
     }
-    Ok(())
 }
 
-/// `az account get-access-token`'s `expiresOn` format, in UTC.
+/// A time as `az account get-access-token` prints `expiresOn`: local time (the TZ variable,
+/// else the system's zone), `%Y-%m-%d %H:%M:%S.%f`. Our times are whole seconds.
 fn az_time(unix: i64) -> Option<String> {
-    let format =
-        time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second].000000");
-    time::OffsetDateTime::from_unix_timestamp(unix)
+    let local = jiff::Timestamp::from_second(unix)
         .ok()?
-        .format(&format)
-        .ok()
+        .to_zoned_datetime(jiff::tz::TimeZone::system());
+    Some(format!("{}.000000", local.strftime("%Y-%m-%d %H:%M:%S")))
 }
 
 fn http_options(common: &CommonArgs) -> Result<HttpOptions, Failure> {
     let mut options = HttpOptions::default();
     if let Some(path) = &common.ca_file {
-        let pem = std::fs::read_to_string(path)
+        let pem = read_file_capped(path, MAX_CA_FILE)
             .with_context(|| format!("cannot read the CA file {}", path.display()))
             .map_err(Failure::configuration)?;
+        let pem = String::from_utf8(pem).map_err(|_| {
+            Failure::configuration(anyhow!("the CA file {} is not PEM text", path.display()))
+        })?;
         options = options.trust_pem(pem);
     }
     Ok(options)
@@ -327,7 +458,7 @@ fn non_empty_var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|value| !value.is_empty())
 }
 
-/// Exactly one client credential: a secret, a certificate or an assertion.
+/// The one client credential: a secret, a certificate or an assertion.
 fn client_credential(
     builder: entra_identity::OnBehalfOfCredentialBuilder,
     client: &ClientArgs,
@@ -342,27 +473,20 @@ fn client_credential(
         })?),
         None => None,
     };
-    let given = usize::from(secret.is_some())
-        + usize::from(client.certificate.is_some())
-        + usize::from(source.is_some());
+    // At most one of them: clap refuses the others together (a usage error).
+    let given = secret.is_some() || client.certificate.is_some() || source.is_some();
     // AZURE_FEDERATED_TOKEN_FILE, then AZURE_CLIENT_SECRET, count only when nothing else
     // was asked for.
-    if given == 0 {
+    if !given {
         source = federated_token_file();
         if source.is_none() {
             secret = non_empty_var("AZURE_CLIENT_SECRET");
         }
     }
-    if given > 1 {
-        return Err(Failure::configuration(anyhow!(
-            "give one client credential: a secret (--client-secret-env), a certificate \
-             (--certificate) or an assertion (--assertion-file, --assertion-command)"
-        )));
-    }
     let builder = if let Some(secret) = secret {
         builder.client_secret(secret)
     } else if let Some(path) = &client.certificate {
-        let bytes = std::fs::read(path)
+        let bytes = read_file_capped(path, MAX_CERTIFICATE)
             .with_context(|| format!("cannot read the certificate {}", path.display()))
             .map_err(Failure::configuration)?;
         let mut builder = builder
@@ -376,7 +500,7 @@ fn client_credential(
     } else if let Some(source) = source {
         builder.client_assertion_func(BoxedSource(source))
     } else {
-        return Err(Failure::configuration(anyhow!(
+        return Err(Failure::usage(anyhow!(
             "a client credential is needed: --client-secret-env (or AZURE_CLIENT_SECRET), \
              --certificate (or AZURE_CLIENT_CERTIFICATE_PATH), --assertion-file (or \
              AZURE_FEDERATED_TOKEN_FILE) or --assertion-command"
@@ -394,18 +518,39 @@ impl entra_identity::ClientAssertionSource for BoxedSource {
     }
 }
 
+/// The most read of a user assertion: a token with many claims is a few kilobytes.
+const MAX_USER_ASSERTION: u64 = 1024 * 1024;
+/// The most read of a certificate file; the library accepts 1 MiB.
+const MAX_CERTIFICATE: u64 = 4 * 1024 * 1024;
+/// The most read of a CA file, as much as the library reads of SSL_CERT_FILE.
+const MAX_CA_FILE: u64 = 4 * 1024 * 1024;
+
 fn read_user_assertion(path: &str) -> Result<String, Failure> {
-    let text = if path == "-" {
-        let mut text = String::new();
-        std::io::stdin()
-            .read_to_string(&mut text)
+    let bytes = if path == "-" {
+        read_capped(std::io::stdin(), MAX_USER_ASSERTION)
             .context("cannot read the user assertion from standard input")
-            .map_err(Failure::configuration)?;
-        text
     } else {
-        std::fs::read_to_string(path)
+        std::fs::File::open(path)
+            .and_then(|file| read_capped(file, MAX_USER_ASSERTION))
             .with_context(|| format!("cannot read the user assertion {path}"))
-            .map_err(Failure::configuration)?
     };
+    let text = String::from_utf8(bytes.map_err(Failure::configuration)?).map_err(|_| {
+        Failure::configuration(anyhow!("the user assertion {path} is not UTF-8 text"))
+    })?;
     Ok(text.trim().to_owned())
+}
+
+/// A file's bytes, at most `limit` of them: a larger file is an error, not a long read.
+fn read_file_capped(path: &std::path::Path, limit: u64) -> std::io::Result<Vec<u8>> {
+    std::fs::File::open(path).and_then(|file| read_capped(file, limit))
+}
+
+/// What `reader` gives, at most `limit` bytes.
+fn read_capped(reader: impl std::io::Read, limit: u64) -> std::io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    reader.take(limit + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
+        return Err(std::io::Error::other(format!("larger than {limit} bytes")));
+    }
+    Ok(bytes)
 }

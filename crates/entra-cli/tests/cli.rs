@@ -11,8 +11,9 @@ use std::sync::Mutex;
 use assert_cmd::Command;
 use base64::Engine as _;
 use entra_emulator::{
-    ApplicationConfig, CertificateConfig, CertificateInfo, Emulator, EmulatorConfig,
-    FederatedCredentialConfig, RequestRecord, TenantConfig, UserConfig, UserTokenRequest,
+    ApplicationConfig, CertificateConfig, CertificateInfo, Emulator, EmulatorConfig, Fault,
+    FaultRule, FederatedCredentialConfig, RequestRecord, SettingsUpdate, TenantConfig,
+    TokenSettingsUpdate, UserConfig, UserTokenRequest,
 };
 use serde_json::Value;
 
@@ -366,14 +367,14 @@ fn client_assertion_from_files_commands_flags_and_environment() {
     )
     .code(2);
 
-    // A failing command is an authentication failure naming the command's status.
+    // A failing command is a configuration failure naming the command's status.
     let run = h.run(
         h.token("client-assertion")
             .args(["--tenant-id", TENANT, "--client-id", WORKLOAD])
             .args(["--scope", APP_SCOPE, "--authority", h.url()])
             .args(["--assertion-command", "exit 7"]),
     );
-    run.code(3);
+    run.code(4);
     assert!(run.stderr.contains("assertion command"), "{run:#?}");
     assert!(run.stdout.is_empty(), "{run:#?}");
 
@@ -390,20 +391,21 @@ fn client_assertion_from_files_commands_flags_and_environment() {
             .env("AZURE_FEDERATED_TOKEN_FILE", h.dir.path().join("missing")),
     );
     let token = run.access_token();
-    assert_eq!(run.json()["tenant"], DOMAIN);
+    // As az: the tenant's GUID (the token's `tid`), not the domain it was asked by.
+    assert_eq!(run.json()["tenant"], TENANT);
     assert_eq!(claims(&token)["tid"], TENANT);
     assert_eq!(
         h.last_token_request().path,
         format!("/{DOMAIN}/oauth2/v2.0/token")
     );
 
-    // No assertion at all: a configuration error.
+    // No assertion at all: a usage error, as a missing --user-assertion-file is.
     let run = h.run(
         h.token("client-assertion")
             .args(["--tenant-id", TENANT, "--client-id", WORKLOAD])
             .args(["--scope", APP_SCOPE, "--authority", h.url()]),
     );
-    run.code(4);
+    run.code(2);
     assert!(
         run.stderr.contains("AZURE_FEDERATED_TOKEN_FILE"),
         "{run:#?}"
@@ -465,9 +467,6 @@ fn output_formats_and_decode() {
     assert_eq!(json["tenant"], TENANT);
     let object = json.as_object().expect("an object");
     assert!(object.contains_key("refreshOn"), "{json}");
-    if let Some(refresh_on) = json["refreshOn"].as_str() {
-        assert!(refresh_on.ends_with(" UTC"), "{json}");
-    }
     let mut keys: Vec<&str> = object.keys().map(String::as_str).collect();
     keys.sort_unstable();
     assert_eq!(
@@ -597,9 +596,9 @@ fn on_behalf_of_with_secrets_and_user_assertions() {
     );
     run.code(4);
     assert!(run.stderr.contains("UNSET_VAR"), "{run:#?}");
-    // No client credential at all.
-    h.run(&mut h.obo(API, &user_file)).code(4);
-    // Two client credentials.
+    // No client credential at all: a usage error.
+    h.run(&mut h.obo(API, &user_file)).code(2);
+    // Two client credentials: a usage error naming both flags.
     let certificate = h.certificate(API);
     let combined = certificate.combined_pem_path.expect("combined PEM");
     let run = h.run(
@@ -609,8 +608,11 @@ fn on_behalf_of_with_secrets_and_user_assertions() {
             .arg("--certificate")
             .arg(&combined),
     );
-    run.code(4);
-    assert!(run.stderr.contains("one client credential"), "{run:#?}");
+    run.code(2);
+    assert!(
+        run.stderr.contains("--certificate") && run.stderr.contains("--client-secret-env"),
+        "{run:#?}"
+    );
     // An unreadable user assertion file.
     let run = h.run(
         h.obo(API, &h.dir.path().join("missing"))
@@ -618,6 +620,20 @@ fn on_behalf_of_with_secrets_and_user_assertions() {
     );
     run.code(4);
     assert!(run.stderr.contains("user assertion"), "{run:#?}");
+    // One larger than any token is refused without being read whole.
+    let huge = h.write("huge-user-token", &"a".repeat(1024 * 1024 + 1));
+    let run = h.run(h.obo(API, &huge).env("AZURE_CLIENT_SECRET", SECRET));
+    run.code(4);
+    assert!(run.stderr.contains("larger than 1048576 bytes"), "{run:#?}");
+    // An empty one, named by the CLI's flag.
+    let empty = h.write("empty-user-token", "\n");
+    let run = h.run(h.obo(API, &empty).env("AZURE_CLIENT_SECRET", SECRET));
+    run.code(4);
+    assert!(
+        run.stderr
+            .contains("the user assertion (--user-assertion-file) is empty"),
+        "{run:#?}"
+    );
     // Missing --user-assertion-file: usage.
     h.run(
         h.token("on-behalf-of")
@@ -681,8 +697,23 @@ fn on_behalf_of_with_certificates() {
             .env("AZURE_CLIENT_CERTIFICATE_PASSWORD", WRONG_PFX_PASSWORD),
     );
     run.code(4);
+    assert!(
+        run.stderr
+            .contains("the password in AZURE_CLIENT_CERTIFICATE_PASSWORD does not open"),
+        "{run:#?}"
+    );
+    // Without one, the message names the variable to set, and says so once.
     let run = h.run(h.obo(API, &user_file).arg("--certificate").arg(&pfx));
     run.code(4);
+    assert_eq!(run.stderr.lines().count(), 1, "{run:#?}");
+    assert_eq!(
+        run.stderr
+            .matches("set AZURE_CLIENT_CERTIFICATE_PASSWORD")
+            .count(),
+        1,
+        "{run:#?}"
+    );
+    assert!(!run.stderr.contains("Incorrect password"), "{run:#?}");
     // An unreadable certificate file.
     let run = h.run(
         h.obo(API, &user_file)
@@ -780,7 +811,8 @@ fn tenants_cae_and_claims() {
     assert_eq!(claims(&run.access_token())["tid"], SECOND_TENANT);
     let requests = h.token_requests().len();
 
-    // A tenant not allowed: refused before any request, exit status 3.
+    // A tenant not allowed: refused before any request, a configuration failure naming the
+    // CLI's flag and variable, not the library's parameter.
     for case in 0..3 {
         let mut refused = command();
         match case {
@@ -789,9 +821,11 @@ fn tenants_cae_and_claims() {
             _ => refused.env("AZURE_ADDITIONALLY_ALLOWED_TENANTS", SECOND_TENANT),
         };
         let run = h.run(refused.args(["--request-tenant", THIRD_TENANT]));
-        run.code(3);
+        run.code(4);
         assert!(
-            run.stderr.contains("additionally_allowed_tenants"),
+            run.stderr.contains("--additionally-allowed-tenant")
+                && run.stderr.contains("AZURE_ADDITIONALLY_ALLOWED_TENANTS")
+                && !run.stderr.contains("additionally_allowed_tenants"),
             "{run:#?}"
         );
         assert!(run.stdout.is_empty(), "{run:#?}");
@@ -834,9 +868,9 @@ fn tenants_cae_and_claims() {
             .env("AZURE_ADDITIONALLY_ALLOWED_TENANTS", SECOND_TENANT)
             .env("AZURE_CLIENT_SECRET", SECRET),
     );
-    run.code(3);
+    run.code(4);
     assert!(
-        run.stderr.contains("additionally_allowed_tenants"),
+        run.stderr.contains("--additionally-allowed-tenant"),
         "{run:#?}"
     );
 }
@@ -892,7 +926,7 @@ fn usage_and_configuration_errors() {
     assert!(run.stderr.contains("CA file"), "{run:#?}");
     assert!(h.token_requests().is_empty());
 
-    // Without the emulator's CA the TLS handshake fails: an authentication failure.
+    // Without the emulator's CA the TLS handshake fails: a configuration failure.
     let run = h.run(
         entra()
             .args(["token", "client-assertion"])
@@ -901,7 +935,7 @@ fn usage_and_configuration_errors() {
             .arg("--assertion-file")
             .arg(&assertion_file),
     );
-    run.code(3);
+    run.code(4);
     assert!(h.token_requests().is_empty());
     // The message says the certificate was refused and how to trust a CA; the causes below
     // it say why.
@@ -917,13 +951,9 @@ fn usage_and_configuration_errors() {
             .any(|line| line.starts_with("  caused by: ") && line.contains("certificate")),
         "{run:#?}"
     );
-    // And the CLI names its own flag for it.
-    assert!(
-        run.stderr
-            .lines()
-            .any(|line| line.starts_with("  hint: ") && line.contains("--ca-file PATH")),
-        "{run:#?}"
-    );
+    // The CLI names its own flag for it, once, and not the library's option.
+    assert_eq!(run.stderr.matches("--ca-file PATH").count(), 1, "{run:#?}");
+    assert!(!run.stderr.contains("trust_pem"), "{run:#?}");
 }
 
 #[test]
@@ -975,4 +1005,397 @@ fn demo_runs_both_credentials_offline() {
     assert!(run.status.success(), "{run:?}");
     assert!(stdout.contains("ClientAssertionCredential"), "{stdout}");
     assert!(stdout.contains("OnBehalfOfCredential"), "{stdout}");
+}
+
+/// A JWT-shaped text with the given claims, for `entra decode` (which verifies nothing).
+fn unsigned_jwt(claims: &Value) -> String {
+    let encode = |json: String| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json);
+    format!(
+        "{}.{}.c2lnbmF0dXJl",
+        encode(r#"{"alg":"RS256","typ":"JWT"}"#.to_owned()),
+        encode(claims.to_string())
+    )
+}
+
+/// `std::process::Command` for `entra`, for what assert_cmd cannot arrange: a standard
+/// output that is full or closed.
+fn entra_process() -> std::process::Command {
+    use assert_cmd::cargo::CommandCargoExt as _;
+    let mut command = std::process::Command::cargo_bin("entra").expect("the entra binary");
+    command.env_clear();
+    command
+}
+
+/// Waits at most a minute for `child`, killing it past that.
+fn wait_bounded(child: &mut std::process::Child) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().expect("kill");
+            panic!("entra did not finish within a minute");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn exit_status_1_internal_when_output_cannot_be_written() {
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .expect("/dev/full");
+    let output = entra_process()
+        .args(["decode", &unsigned_jwt(&serde_json::json!({"sub": "x"}))])
+        .stdout(full)
+        .output()
+        .expect("entra runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.starts_with("error: cannot write to standard output"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn exit_status_2_usage_for_missing_conflicting_or_malformed_inputs() {
+    let h = Harness::start();
+    let assertion_file = h.write("federated-token", &h.client_assertion());
+    let user_file = h.write("user-token", &h.user_assertion(USER, API));
+
+    // A missing assertion and a missing user assertion are the same kind of failure.
+    let no_assertion = h.run(
+        h.token("client-assertion")
+            .args(["--tenant-id", TENANT, "--client-id", WORKLOAD])
+            .args(["--scope", APP_SCOPE, "--authority", h.url()]),
+    );
+    no_assertion.code(2);
+    assert!(
+        no_assertion.stderr.contains("--assertion-file"),
+        "{no_assertion:#?}"
+    );
+    let no_user_assertion = h.run(
+        h.token("on-behalf-of")
+            .args(["--tenant-id", TENANT, "--client-id", API])
+            .args(["--scope", OBO_SCOPE, "--authority", h.url()])
+            .env("AZURE_CLIENT_SECRET", SECRET),
+    );
+    no_user_assertion.code(2);
+    assert!(
+        no_user_assertion.stderr.contains("--user-assertion-file"),
+        "{no_user_assertion:#?}"
+    );
+
+    // A secret and a certificate, or a certificate and an assertion: which one would be used
+    // is not guessed.
+    let combined = h.certificate(API).combined_pem_path.expect("combined PEM");
+    h.run(
+        h.obo(API, &user_file)
+            .args(["--client-secret-env", "OTHER_VAR"])
+            .env("OTHER_VAR", SECRET)
+            .env("AZURE_CLIENT_CERTIFICATE_PATH", &combined),
+    )
+    .code(2);
+    h.run(
+        h.obo(API, &user_file)
+            .arg("--certificate")
+            .arg(&combined)
+            .arg("--assertion-file")
+            .arg(&assertion_file),
+    )
+    .code(2);
+
+    // --claims is checked before any request: JSON, and an object.
+    for claims in [r#"{"access_token":"#, "[1]", "not json"] {
+        let run = h.run(
+            h.token("client-assertion")
+                .args(["--tenant-id", TENANT, "--client-id", WORKLOAD])
+                .args(["--scope", APP_SCOPE, "--authority", h.url()])
+                .arg("--assertion-file")
+                .arg(&assertion_file)
+                .args(["--claims", claims]),
+        );
+        run.code(2);
+        assert!(run.stderr.contains("--claims"), "{run:#?}");
+    }
+    assert!(h.token_requests().is_empty());
+}
+
+#[test]
+fn exit_status_3_authentication_refused_is_said_once_plainly() {
+    let h = Harness::start();
+    let user_file = h.write("user-token", &h.user_assertion(USER, API));
+    let wrong_secret = || {
+        let mut command = h.obo(API, &user_file);
+        command.env("AZURE_CLIENT_SECRET", WRONG_SECRET);
+        command
+    };
+
+    let run = h.run(&mut wrong_secret());
+    run.code(3);
+    // Once: no log line repeating the error line.
+    assert_eq!(run.stderr.matches("AADSTS7000215").count(), 1, "{run:#?}");
+    assert!(run.stderr.starts_with("error: "), "{run:#?}");
+    assert!(!run.stderr.contains("WARN"), "{run:#?}");
+    // Plainly: Entra's description has CR LF line ends; they become plain lines.
+    assert!(!run.stderr.contains('\r'), "{run:#?}");
+    assert!(run.stderr.contains("\n       Trace ID: "), "{run:#?}");
+
+    // -v adds the library's own log of the failure; standard error is a pipe here, so
+    // without colour.
+    let run = h.run(wrong_secret().arg("-v"));
+    run.code(3);
+    assert!(run.stderr.contains("WARN"), "{run:#?}");
+    assert!(!run.stderr.contains('\u{1b}'), "{run:#?}");
+    assert!(!run.stderr.contains('\r'), "{run:#?}");
+}
+
+#[test]
+fn colour_only_on_a_terminal_and_without_no_color() {
+    let h = Harness::start();
+    let user_file = h.write("user-token", &h.user_assertion(USER, API));
+    // `script` (util-linux, in Debian's essential bsdutils) runs the command on a terminal.
+    let quote = |text: &str| format!("'{}'", text.replace('\'', r"'\''"));
+    let line = [
+        assert_cmd::cargo::cargo_bin("entra").display().to_string(),
+        "-v".to_owned(),
+        "token".to_owned(),
+        "on-behalf-of".to_owned(),
+        "--ca-file".to_owned(),
+        h.ca().display().to_string(),
+        "--tenant-id".to_owned(),
+        TENANT.to_owned(),
+        "--client-id".to_owned(),
+        API.to_owned(),
+        "--scope".to_owned(),
+        OBO_SCOPE.to_owned(),
+        "--authority".to_owned(),
+        h.url().to_owned(),
+        "--disable-instance-discovery".to_owned(),
+        "--user-assertion-file".to_owned(),
+        user_file.display().to_string(),
+    ]
+    .iter()
+    .map(|word| quote(word))
+    .collect::<Vec<_>>()
+    .join(" ");
+    let on_terminal = |no_color: Option<&str>| {
+        let mut command = Command::new("script");
+        command
+            .args(["-q", "-e", "-c", &line, "/dev/null"])
+            .env_clear()
+            .env("AZURE_CLIENT_SECRET", WRONG_SECRET)
+            .timeout(std::time::Duration::from_secs(60));
+        if let Some(path) = std::env::var_os("PATH") {
+            command.env("PATH", path);
+        }
+        if let Some(value) = no_color {
+            command.env("NO_COLOR", value);
+        }
+        h.run(&mut command)
+    };
+    let coloured = on_terminal(None);
+    coloured.code(3);
+    assert!(coloured.stdout.contains("WARN"), "{coloured:#?}");
+    assert!(coloured.stdout.contains('\u{1b}'), "{coloured:#?}");
+    // NO_COLOR set to anything but empty: no colour, even on a terminal.
+    let plain = on_terminal(Some("1"));
+    plain.code(3);
+    assert!(plain.stdout.contains("WARN"), "{plain:#?}");
+    assert!(!plain.stdout.contains('\u{1b}'), "{plain:#?}");
+    let empty = on_terminal(Some(""));
+    assert!(empty.stdout.contains('\u{1b}'), "{empty:#?}");
+}
+
+#[test]
+fn exit_status_4_configuration_for_a_port_in_use() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+    let port = taken.local_addr().expect("address").port();
+    let state = tempfile::tempdir().expect("temporary directory");
+    let output = entra()
+        .args(["emulator", "--port", &port.to_string(), "--state-dir"])
+        .arg(state.path())
+        .timeout(std::time::Duration::from_secs(60))
+        .output()
+        .expect("entra runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(4), "{stderr}");
+    assert!(output.stdout.is_empty(), "{output:?}");
+    // Its cause, once, with the way out.
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!("port {port} is in use")) && stderr.contains("--port"),
+        "{stderr}"
+    );
+    drop(taken);
+}
+
+#[test]
+fn exit_status_4_configuration_for_an_authority_that_is_not_entra() {
+    let h = Harness::start();
+    let assertion_file = h.write("federated-token", &h.client_assertion());
+    // What a web server that is not Entra ID answers: a 404 page. Not worth trying again.
+    h.emulator.inject_fault(FaultRule {
+        path: "/oauth2/v2.0/token".to_owned(),
+        count: 1,
+        fault: Fault::Body {
+            status: Some(404),
+            body: "<html><body>Not Found</body></html>".to_owned(),
+        },
+    });
+    let run = h.run(
+        h.token("client-assertion")
+            .args(["--tenant-id", TENANT, "--client-id", WORKLOAD])
+            .args(["--scope", APP_SCOPE, "--authority", h.url()])
+            .arg("--assertion-file")
+            .arg(&assertion_file),
+    );
+    run.code(4);
+    assert_eq!(run.stderr.matches("error: ").count(), 1, "{run:#?}");
+    assert_eq!(h.token_requests().len(), 1, "not retried");
+}
+
+#[test]
+fn exit_status_5_transient_when_throttled() {
+    let h = Harness::start();
+    let assertion_file = h.write("federated-token", &h.client_assertion());
+    // Retry-After beyond the request's budget: the credential does not wait.
+    h.emulator.inject_fault(FaultRule {
+        path: "/oauth2/v2.0/token".to_owned(),
+        count: 1,
+        fault: Fault::Status {
+            status: 429,
+            retry_after: Some(3600),
+        },
+    });
+    let run = h.run(
+        h.token("client-assertion")
+            .args(["--tenant-id", TENANT, "--client-id", WORKLOAD])
+            .args(["--scope", APP_SCOPE, "--authority", h.url()])
+            .arg("--assertion-file")
+            .arg(&assertion_file),
+    );
+    run.code(5);
+    assert!(run.stderr.contains("throttling"), "{run:#?}");
+    assert_eq!(run.stderr.matches("error: ").count(), 1, "{run:#?}");
+    assert!(run.stdout.is_empty(), "{run:#?}");
+}
+
+#[test]
+fn exit_status_141_when_standard_output_is_closed_early() {
+    let token = unsigned_jwt(&serde_json::json!({ "sub": "x".repeat(100_000) }));
+    let mut child = entra_process()
+        .arg("decode")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("entra runs");
+    // The reader goes away before entra writes anything, as `head -1` would after a line.
+    drop(child.stdout.take());
+    {
+        use std::io::Write as _;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(token.as_bytes()).expect("write the token");
+    }
+    let status = wait_bounded(&mut child);
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr)
+        .expect("stderr");
+    assert_eq!(status.code(), Some(141), "{stderr}");
+    assert_eq!(stderr, "", "quietly");
+}
+
+#[test]
+fn az_output_in_local_time_with_the_tenant_of_the_token() {
+    let h = Harness::start();
+    let assertion_file = h.write("federated-token", &h.client_assertion());
+    h.emulator.update_settings(&SettingsUpdate {
+        tokens: Some(TokenSettingsUpdate {
+            refresh_in_secs: Some(Some(1800)),
+            ..TokenSettingsUpdate::default()
+        }),
+        ..SettingsUpdate::default()
+    });
+    let command = |zone: &str| {
+        let mut command = h.token("client-assertion");
+        command
+            .args(["--tenant-id", DOMAIN, "--client-id", WORKLOAD])
+            .args(["--scope", APP_SCOPE, "--authority", h.url()])
+            .arg("--assertion-file")
+            .arg(&assertion_file)
+            .env("TZ", zone);
+        command
+    };
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day] [hour]:[minute]:[second].[subsecond digits:6]"
+    );
+    // az's `expiresOn` text for a POSIX time seen `offset` seconds east of UTC.
+    let az = |unix: i64, offset: i64| {
+        time::OffsetDateTime::from_unix_timestamp(unix + offset)
+            .expect("a time")
+            .format(&format)
+            .expect("formatted")
+    };
+    // The POSIX time of an az text seen `offset` seconds east of UTC.
+    let unix = |text: &str, offset: i64| {
+        time::PrimitiveDateTime::parse(text, &format)
+            .expect("az's format")
+            .assume_utc()
+            .unix_timestamp()
+            - offset
+    };
+
+    // Five and a half hours east of UTC (a POSIX TZ: no time zone database needed).
+    let run = h.run(&mut command("XYZ-05:30"));
+    run.access_token();
+    let json = run.json();
+    let expires_on = json["expires_on"].as_i64().expect("expires_on, an integer");
+    let east = 5 * 3600 + 30 * 60;
+    assert_eq!(json["expiresOn"], az(expires_on, east), "{json}");
+    let refresh_on = unix(json["refreshOn"].as_str().expect("refreshOn"), east);
+    assert!(
+        (expires_on - refresh_on - (3599 - 1800)).abs() <= 5,
+        "{json}"
+    );
+    // As az prints it: the tenant's GUID from the token, though asked by domain.
+    assert_eq!(json["tenant"], TENANT, "{json}");
+    assert_eq!(json["tokenType"], "Bearer");
+
+    // The same token seen from UTC reads 5:30 earlier.
+    let run = h.run(&mut command("UTC0"));
+    run.access_token();
+    let json = run.json();
+    let expires_on = json["expires_on"].as_i64().expect("expires_on");
+    assert_eq!(json["expiresOn"], az(expires_on, 0), "{json}");
+}
+
+#[test]
+fn emulator_configuration_errors_point_at_the_mistake() {
+    let state = tempfile::tempdir().expect("temporary directory");
+    let config = state.path().join("emulator.toml");
+    std::fs::write(&config, "bogus = 1\n").expect("write");
+    let output = entra()
+        .args(["emulator", "--config"])
+        .arg(&config)
+        .timeout(std::time::Duration::from_secs(60))
+        .output()
+        .expect("entra runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(4), "{stderr}");
+    // The parser's caret stays under the key it points at.
+    let lines: Vec<&str> = stderr.lines().collect();
+    let source = lines
+        .iter()
+        .find(|line| line.ends_with("1 | bogus = 1"))
+        .unwrap_or_else(|| panic!("the source line: {stderr}"));
+    let caret = lines
+        .iter()
+        .find(|line| line.ends_with("| ^^^^^"))
+        .unwrap_or_else(|| panic!("the caret line: {stderr}"));
+    assert_eq!(source.find("bogus"), caret.find('^'), "{stderr}");
+    assert!(stderr.contains("unknown field `bogus`"), "{stderr}");
 }
