@@ -43,6 +43,7 @@ mod info;
 mod jwt;
 mod observe;
 mod pki;
+mod resource;
 mod server;
 mod state;
 mod token;

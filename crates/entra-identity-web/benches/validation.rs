@@ -1,0 +1,3 @@
+//! Placeholder until the validation benchmark lands.
+
+fn main() {}
