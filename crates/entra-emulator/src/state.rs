@@ -34,6 +34,7 @@ pub(crate) struct Shared {
     pub(crate) log: RequestLog,
     pub(crate) counters: AtomicCounters,
     pub(crate) faults: Faults,
+    pub(crate) revocations: crate::resource::Revocations,
 }
 
 /// What a refresh token stands for.

@@ -15,8 +15,13 @@
 
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "axum")]
+pub mod axum;
+pub mod challenge;
+mod downstream;
 mod validate;
 
+pub use crate::downstream::{DownstreamApi, DownstreamError};
 pub use crate::validate::{
     Claims, DEFAULT_CLOCK_SKEW, DEFAULT_KEY_LIFETIME, DEFAULT_MAX_TOKEN_BYTES,
     DEFAULT_MIN_KEY_REFRESH_INTERVAL, PUBLIC_CLOUD_AUTHORITY, Rejection, Validator,
