@@ -84,3 +84,53 @@ pub use crate::validate::{
     DEFAULT_MIN_KEY_REFRESH_INTERVAL, PUBLIC_CLOUD_AUTHORITY, Rejection, Validator,
     ValidatorBuildError, ValidatorBuilder,
 };
+
+/// Internals exposed for the fuzz targets. Not part of the stable API.
+#[doc(hidden)]
+pub mod internal {
+    use std::future::Future;
+    use std::pin::pin;
+    use std::task::{Context, Poll, Waker};
+
+    use crate::{Rejection, Validator, ValidatorBuilder};
+
+    /// `builder`'s validator with only the RSA key `(n, e)` (base64url) named `kid`: it
+    /// never fetches keys, so a validation completes in one poll. `None` for an unusable key
+    /// or builder.
+    pub fn offline_validator(
+        builder: ValidatorBuilder,
+        kid: &str,
+        n: &str,
+        e: &str,
+    ) -> Option<Validator> {
+        builder.build().ok()?.with_fixed_key(kid, n, e)
+    }
+
+    /// Validates `token` with an offline validator in one poll: `None` if it had to wait
+    /// (which an offline validator never does).
+    pub fn validate_now(
+        validator: &Validator,
+        token: &str,
+    ) -> Option<Result<crate::Claims, Rejection>> {
+        let mut future = pin!(validator.validate(token));
+        match future
+            .as_mut()
+            .poll(&mut Context::from_waker(Waker::noop()))
+        {
+            Poll::Ready(outcome) => Some(outcome),
+            Poll::Pending => None,
+        }
+    }
+
+    /// The claim checks alone (lifetime, audience, issuer, scopes) on `claims`, a JSON
+    /// object's bytes.
+    ///
+    /// # Errors
+    ///
+    /// [`Rejection::Malformed`] for bytes that are not a JSON object; the check's rejection.
+    pub fn check_claims(validator: &Validator, claims: &[u8]) -> Result<(), Rejection> {
+        let claims: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_slice(claims).map_err(|_| Rejection::Malformed)?;
+        validator.check_claims(&claims)
+    }
+}

@@ -120,6 +120,29 @@ impl KeyStore {
         }
     }
 
+    /// A store holding only `keys`, which never fetches: for the fuzz harness.
+    pub(crate) fn fixed(keys: HashMap<String, Arc<DecodingKey>>) -> Self {
+        let store = Self::new(
+            reqwest::Client::new(),
+            String::new(),
+            RefreshPolicy {
+                min_interval: Duration::MAX,
+                lifetime: Duration::MAX,
+            },
+        );
+        store.keys.store(Arc::new(KeySet {
+            keys,
+            fetched_at: Some(Instant::now()),
+            generation: 0,
+        }));
+        store
+            .refresh
+            .try_lock()
+            .map(|mut state| state.last_attempt = Some(Instant::now()))
+            .ok();
+        store
+    }
+
     /// The key named `kid`: from the cache, or after one refresh if the cache does not know
     /// it (or is due) and a refresh is allowed.
     pub(crate) async fn key(&self, kid: &str) -> Result<Arc<DecodingKey>, Rejection> {
