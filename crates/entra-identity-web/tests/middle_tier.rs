@@ -222,7 +222,10 @@ async fn the_layer_protects_every_route_and_hands_over_the_caller() {
         .route(
             "/who",
             get(|Extension(caller): Extension<Caller>| async move {
-                Json(json!({ "oid": caller.claims().object_id() }))
+                Json(json!({
+                    "oid": caller.claims().object_id(),
+                    "debug": format!("{caller:?} {:?}", caller.on_behalf_of()),
+                }))
             }),
         )
         .layer(tier.layer());
@@ -238,6 +241,11 @@ async fn the_layer_protects_every_route_and_hands_over_the_caller() {
     assert_eq!(admitted.body["reached"], true);
     let who = call(&router, "/who", Some(&token)).await;
     assert_eq!(who.body["oid"], USER);
+    // The caller's token never shows in Debug output (theirs nor their credential's).
+    let debug = who.body["debug"].as_str().expect("debug");
+    assert!(debug.contains(USER), "{debug}");
+    let signature = token.rsplit('.').next().expect("signature");
+    assert!(!debug.contains(signature), "{debug}");
 }
 
 #[tokio::test]
@@ -399,4 +407,21 @@ async fn a_challenge_is_answered_once_and_the_second_answer_returned() {
     let response = api.send(&fixed, request).await.expect("sent");
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(fixed.claims.lock().expect("lock").len(), 1);
+}
+
+#[tokio::test]
+async fn unavailable_signing_keys_are_503_without_a_challenge() {
+    let emulator = emulator().await;
+    // A tenant the authority does not know: no metadata, no keys.
+    let validator = entra_identity_web::Validator::builder()
+        .authority(emulator.url())
+        .http_client(http(&emulator))
+        .tenant("cccccccc-0000-0000-0000-000000000003")
+        .audience(API)
+        .build()
+        .expect("validator");
+    let router = app(&emulator, MiddleTier::new(validator));
+    let answer = call(&router, "/me", Some(&user_token(&emulator))).await;
+    assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(answer.challenge, None);
 }
