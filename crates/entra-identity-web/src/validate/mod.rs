@@ -291,7 +291,10 @@ fn issuer_matches(template: &str, tid: &str, iss: &str) -> bool {
     iss.len() == before.len() + tid.len() + after.len()
         && iss.starts_with(before)
         && iss.ends_with(after)
-        && iss[before.len()..before.len() + tid.len()].eq_ignore_ascii_case(tid)
+        // Bytes: no `str` slicing to reason about (both ends are char boundaries anyway, since
+        // `iss` starts with `before` and ends with `after`).
+        && iss.as_bytes()[before.len()..before.len() + tid.len()]
+            .eq_ignore_ascii_case(tid.as_bytes())
 }
 
 /// Decodes the header segment: our own cheap look at `alg` and `kid`.
@@ -560,6 +563,13 @@ mod tests {
             "https://evil.example/x/v2.0"
         ));
         assert!(!issuer_matches(template, tid, ""));
+        // Same length, multi-byte characters where the tenant goes: no match.
+        let sneaky = format!(
+            "https://login.microsoftonline.com/a{}/v2.0",
+            "é".repeat(17) + "b"
+        );
+        assert_eq!(sneaky.len(), iss.len());
+        assert!(!issuer_matches(template, tid, &sneaky));
     }
 
     #[test]
