@@ -55,6 +55,9 @@ pub struct UserTokenRequest {
     /// Seconds until the token expires; negative for a token that has already expired.
     /// One hour when absent.
     pub expires_in_secs: Option<i64>,
+    /// The token version: `2.0` when absent, or `1.0` (issuer `{authority}/{tenant}/`, `appid`
+    /// instead of `azp`), as an API whose manifest accepts v1.0 tokens receives.
+    pub version: Option<String>,
 }
 
 /// A federated token to mint from the emulator's own issuer.
@@ -192,6 +195,7 @@ impl Shared {
             "upn": user.upn,
             "ver": "2.0",
         });
+        let claims = crate::resource::with_version(self, claims, request.version.as_deref())?;
         Ok((self.signing.sign(&claims)?, expires_on))
     }
 

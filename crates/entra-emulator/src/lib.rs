@@ -44,6 +44,7 @@ mod info;
 mod jwt;
 mod observe;
 mod pki;
+mod resource;
 mod server;
 mod state;
 mod token;
@@ -70,6 +71,7 @@ pub use crate::info::{
     ApplicationInfo, CertificateInfo, EmulatorInfo, FederatedCredentialInfo, TenantInfo, UserInfo,
 };
 pub use crate::observe::{Counters, Fault, FaultRule, RequestRecord};
+pub use crate::resource::SessionRevocation;
 
 use crate::directory::{DEFAULT_FEDERATED_AUDIENCE, Directory, write_private};
 use crate::jwt::SigningKey;
@@ -252,6 +254,7 @@ impl EmulatorBuilder {
             log: Default::default(),
             counters: Default::default(),
             faults: Default::default(),
+            revocations: Default::default(),
         });
         for tenant in &self.config.tenants {
             shared.register_tenant(tenant)?;
@@ -304,6 +307,8 @@ fn routes(shared: Arc<Shared>) -> Router {
             get(discovery::instance_discovery),
         )
         .route("/federation/keys", get(discovery::keys))
+        .route(resource::RESOURCE_PATH, get(resource::protected_data))
+        .route(resource::REVOCATIONS_PATH, post(resource::revoke))
         .nest(admin::ADMIN_PREFIX, admin::router())
         .with_state(shared)
 }
@@ -470,6 +475,21 @@ impl Emulator {
     /// Changes settings while the emulator runs; returns the new settings.
     pub fn update_settings(&self, update: &SettingsUpdate) -> Settings {
         self.shared.update_settings(update)
+    }
+
+    /// The protected resource's URL (`GET` with a bearer token from this emulator).
+    pub fn resource_url(&self) -> String {
+        format!("{}{}", self.shared.base_url, resource::RESOURCE_PATH)
+    }
+
+    /// Revokes a user's session (see [`SessionRevocation`]); returns the revocation time.
+    /// Waits for the next whole second, when the revocation takes effect.
+    ///
+    /// # Errors
+    ///
+    /// No such user.
+    pub async fn revoke_session(&self, revocation: &SessionRevocation) -> Result<i64, Error> {
+        self.shared.revoke_session(revocation).await
     }
 
     /// Stops accepting connections and closes the open ones.

@@ -37,6 +37,7 @@ pub(crate) struct Shared {
     pub(crate) log: RequestLog,
     pub(crate) counters: Arc<AtomicCounters>,
     pub(crate) faults: Faults,
+    pub(crate) revocations: crate::resource::Revocations,
 }
 
 /// The most refresh tokens, and the most assertion `jti`s, the emulator remembers.

@@ -666,6 +666,7 @@ fn verify_user_assertion<'d>(
     {
         return Err(AadError::user_not_in_tenant(&user.upn, issuer, &tenant.id));
     }
+    crate::resource::check_assertion(shared, &user.object_id, &jwt)?;
     Ok(user)
 }
 
