@@ -212,6 +212,7 @@ async fn mint_user_token(args: MintUserTokenArgs) -> Result<(), Failure> {
         tenant: args.tenant,
         scopes: args.scopes,
         expires_in_secs: args.expires_in,
+        ..UserTokenRequest::default()
     };
     let answer = post_admin(&info, "/tokens/user", &serde_json::to_value(&request)?).await?;
     print_token(&answer, "access_token")

@@ -321,6 +321,7 @@ fn a_full_session_mints_tokens_and_gets_tokens_through_each_credential() {
         "/_emulator/tokens/user",
         "/_emulator/tokens/federated",
         "/_emulator/info",
+        "/_emulator/resource/revocations",
     ] {
         assert!(paths.contains(&path), "{listing}");
     }

@@ -15,6 +15,7 @@
 //! | `GET`, `DELETE /_emulator/counters` | | [`Counters`]; resets them |
 //! | `POST`, `DELETE /_emulator/faults` | [`FaultRule`] | arms a fault; disarms all |
 //! | `GET`, `PATCH /_emulator/settings` | [`SettingsUpdate`] | [`Settings`] |
+//! | `POST /_emulator/resource/revocations` | [`crate::SessionRevocation`] | `{"revoked_at"}` |
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -258,7 +259,7 @@ const ENDPOINTS: &[(&str, &str, &str, &str)] = &[
     (
         "POST",
         "/_emulator/tokens/user",
-        "UserTokenRequest {user, audience, tenant?, scopes?, expires_in_secs?}",
+        "UserTokenRequest {user, audience, tenant?, scopes?, expires_in_secs?, version?}",
         "a user's access token for an application: {access_token, expires_on}",
     ),
     (
@@ -294,6 +295,13 @@ const ENDPOINTS: &[(&str, &str, &str, &str)] = &[
         "/_emulator/settings",
         "SettingsUpdate",
         "changes settings; the new settings",
+    ),
+    (
+        "POST",
+        "/_emulator/resource/revocations",
+        "SessionRevocation {user, sign_in_required?}",
+        "revokes a user's session (CAE): the protected resource /resource/data challenges the \
+         user's older CAE tokens: {revoked_at}",
     ),
 ];
 

@@ -76,8 +76,8 @@ pub struct SessionRevocation {
     pub user: String,
     /// Also drop the user's refresh tokens and refuse on-behalf-of exchanges of the user's
     /// tokens issued before the revocation (`invalid_grant`, AADSTS50173, with the same claims
-    /// challenge): the user must sign in again. When false, only the resource challenges, and a middle tier answers the
-    /// challenge with a new exchange of the same user token.
+    /// challenge): the user must sign in again. When false, only the resource challenges, and
+    /// a middle tier answers the challenge with a new exchange of the same user token.
     pub sign_in_required: bool,
 }
 

@@ -90,6 +90,13 @@ impl<V> ExpiringMap<V> {
         }
     }
 
+    /// Keeps only the entries for which `keep` is true (the insertion order forgets the rest).
+    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&str, &V) -> bool) {
+        self.entries.retain(|key, (value, _)| keep(key, value));
+        let entries = &self.entries;
+        self.order.retain(|key| entries.contains_key(key));
+    }
+
     #[cfg(test)]
     fn len(&self) -> usize {
         self.entries.len()
@@ -200,5 +207,22 @@ mod tests {
         }
         assert_eq!(map.len(), 3);
         assert!(map.order.len() <= 3);
+    }
+
+    #[test]
+    fn retained_entries_keep_their_order_and_removed_ones_leave_it() {
+        let mut map = ExpiringMap::with_capacity(3);
+        for (index, key) in ["a", "b", "c"].into_iter().enumerate() {
+            map.insert(key.into(), index, 100, 0);
+        }
+        map.retain(|key, _| key != "a");
+        assert!(map.get("a").is_none());
+        assert_eq!(map.order, ["b", "c"]);
+        // Room for one: nothing is evicted, and then "b" is the oldest.
+        map.insert("d".into(), 3, 100, 0);
+        assert_eq!(map.len(), 3);
+        map.insert("e".into(), 4, 100, 0);
+        assert!(map.get("b").is_none());
+        assert!(map.get("c").is_some());
     }
 }

@@ -1145,3 +1145,43 @@ async fn v1_metadata_and_keys_have_entras_shape_and_a_region() {
         .expect("json");
     assert_eq!(document["tenant_region_scope"], "EU");
 }
+
+/// `GET /_emulator` is how a newcomer finds the admin API: each endpoint it lists must answer
+/// (not 404 or 405), so the list cannot drift from the routes.
+#[tokio::test]
+async fn every_endpoint_the_admin_index_lists_is_routed() {
+    let harness = start().await;
+    let listing: Value = harness
+        .http
+        .get(format!("{}/_emulator", harness.emulator.url()))
+        .send()
+        .await
+        .expect("index")
+        .json()
+        .await
+        .expect("json");
+    let endpoints = listing["endpoints"].as_array().expect("endpoints");
+    assert!(endpoints.len() >= 15, "{listing}");
+    for endpoint in endpoints {
+        let method = endpoint["method"].as_str().expect("method");
+        let url = endpoint["url"]
+            .as_str()
+            .expect("url")
+            .replace("{tenant}", TENANT);
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method name");
+        // An empty JSON object: enough to reach the handler, which may refuse it as a bad body.
+        let status = harness
+            .http
+            .request(method.clone(), &url)
+            .json(&json!({}))
+            .send()
+            .await
+            .expect("answer")
+            .status();
+        assert!(
+            status != reqwest::StatusCode::NOT_FOUND
+                && status != reqwest::StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {url}: {status}"
+        );
+    }
+}
