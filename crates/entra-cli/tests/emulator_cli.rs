@@ -385,8 +385,16 @@ fn a_failed_start_leaves_no_state_dir() {
 /// The commands of the worked session in docs/emulator.md (the `$ ` lines between
 /// `<!-- session -->` and `<!-- /session -->`).
 fn documented_session() -> Vec<String> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/emulator.md");
-    let text = std::fs::read_to_string(&path).expect("docs/emulator.md");
+    session_in("docs/emulator.md")
+}
+
+/// The commands (`$ ` lines) between the `<!-- session -->` markers of `file`, a path from the
+/// repository's root.
+fn session_in(file: &str) -> Vec<String> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(file);
+    let text = std::fs::read_to_string(&path).expect(file);
     let start = text.find("<!-- session -->").expect("session start marker");
     let end = text.find("<!-- /session -->").expect("session end marker");
     text[start..end]
@@ -433,6 +441,28 @@ fn the_documented_session_runs_as_written() {
         .filter(|name| name.starts_with("entra-emulator-"))
         .collect();
     assert!(left.is_empty(), "{left:?}");
+}
+
+/// The README's short session: from starting the emulator to an on-behalf-of token.
+#[test]
+fn the_readme_session_runs_as_written() {
+    let commands = session_in("README.md");
+    assert!(commands.len() >= 6, "{commands:?}");
+    let tmp = tempfile::tempdir().expect("tmp");
+    let output = run_session(&commands.join("\n"), tmp.path());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    // Only the token's JSON reaches standard output (the emulator's lines go to its log).
+    let answer: Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|error| panic!("{error}: not the JSON of a token:\n{stdout}{stderr}"));
+    assert!(
+        answer["accessToken"]
+            .as_str()
+            .is_some_and(|token| token.starts_with("eyJ")),
+        "{stdout}"
+    );
+    assert_eq!(answer["tokenType"], "Bearer", "{stdout}");
+    assert!(!stderr.contains("error"), "{stderr}");
 }
 
 /// Runs `script` with bash as a user's shell would: `entra` on PATH, job control for `%1`,
