@@ -157,6 +157,11 @@ pub(crate) async fn run() -> Result<(), Failure> {
         counters.instance_discovery_requests,
         millis(started.elapsed())
     )?;
+    say!(
+        "\nNext, a middle-tier API on these credentials (an incoming token validated, a call on \
+         the user's behalf, a revoked session's claims challenge answered): \
+         cargo run -p entra-identity-web --example middle_tier"
+    )?;
     Ok(())
 }
 
