@@ -54,12 +54,34 @@ fn metadata_tenant(shared: &Shared, tenant: &str) -> Result<Option<String>, AadE
     }
 }
 
-/// Entra names a region for a tenant and none for the multi-tenant names.
-fn region_scope(shared: &Shared, tenant_id: Option<&String>) -> Value {
-    match tenant_id {
+/// What the v2.0 and v1.0 metadata documents are built from.
+struct MetadataNames {
+    /// The emulator's base URL.
+    base: String,
+    /// The tenant in endpoint paths: its ID, or the multi-tenant name as asked.
+    path_tenant: String,
+    /// The tenant in the issuer: its ID, or Entra's `{tenantid}` template.
+    issuer_tenant: String,
+    /// Entra names a region for a tenant and none for the multi-tenant names.
+    region: Value,
+}
+
+/// Counts a metadata request and resolves the tenant it names.
+fn metadata_names(shared: &Shared, tenant: &str) -> Result<MetadataNames, AadError> {
+    shared.counters.bump(Counter::OpenIdConfiguration);
+    let tenant_id = metadata_tenant(shared, tenant)?;
+    let region = match tenant_id {
         Some(_) => Value::from(shared.tenant_region_scope.clone()),
         None => Value::Null,
-    }
+    };
+    Ok(MetadataNames {
+        base: shared.base_url.clone(),
+        path_tenant: tenant_id
+            .clone()
+            .unwrap_or_else(|| tenant.to_ascii_lowercase()),
+        issuer_tenant: tenant_id.unwrap_or_else(|| "{tenantid}".to_owned()),
+        region,
+    })
 }
 
 /// `GET /{tenant}/v2.0/.well-known/openid-configuration`.
@@ -67,17 +89,15 @@ pub(crate) async fn openid_configuration(
     State(shared): State<Arc<Shared>>,
     Path(tenant): Path<String>,
 ) -> Response {
-    shared.counters.bump(Counter::OpenIdConfiguration);
-    let tenant_id = match metadata_tenant(&shared, &tenant) {
-        Ok(tenant_id) => tenant_id,
+    let MetadataNames {
+        base,
+        path_tenant,
+        issuer_tenant,
+        region,
+    } = match metadata_names(&shared, &tenant) {
+        Ok(names) => names,
         Err(error) => return error_response(&shared, &error),
     };
-    let base = &shared.base_url;
-    let region = region_scope(&shared, tenant_id.as_ref());
-    let path_tenant = tenant_id
-        .clone()
-        .unwrap_or_else(|| tenant.to_ascii_lowercase());
-    let issuer_tenant = tenant_id.unwrap_or_else(|| "{tenantid}".to_owned());
     let document = json!({
         "token_endpoint": format!("{base}/{path_tenant}/oauth2/v2.0/token"),
         "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt", "client_secret_basic"],
@@ -114,17 +134,15 @@ pub(crate) async fn openid_configuration_v1(
     State(shared): State<Arc<Shared>>,
     Path(tenant): Path<String>,
 ) -> Response {
-    shared.counters.bump(Counter::OpenIdConfiguration);
-    let tenant_id = match metadata_tenant(&shared, &tenant) {
-        Ok(tenant_id) => tenant_id,
+    let MetadataNames {
+        base,
+        path_tenant,
+        issuer_tenant,
+        region,
+    } = match metadata_names(&shared, &tenant) {
+        Ok(names) => names,
         Err(error) => return error_response(&shared, &error),
     };
-    let base = &shared.base_url;
-    let region = region_scope(&shared, tenant_id.as_ref());
-    let path_tenant = tenant_id
-        .clone()
-        .unwrap_or_else(|| tenant.to_ascii_lowercase());
-    let issuer_tenant = tenant_id.unwrap_or_else(|| "{tenantid}".to_owned());
     let document = json!({
         "token_endpoint": format!("{base}/{path_tenant}/oauth2/token"),
         "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt", "client_secret_basic"],
