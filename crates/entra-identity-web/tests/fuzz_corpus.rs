@@ -2,32 +2,18 @@
 //! fuzz target's own harness (`fuzz/harness/access_token.rs`), on stable Rust and without
 //! cargo-fuzz.
 
-use std::path::PathBuf;
-
 #[path = "../../../fuzz/harness/access_token.rs"]
 mod access_token;
+#[path = "../../../fuzz/harness/replay.rs"]
+mod corpus;
 
 #[test]
 fn access_token_corpus() {
-    let directory =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/access_token");
-    let mut inputs: Vec<PathBuf> = std::fs::read_dir(&directory)
-        .unwrap_or_else(|error| panic!("the corpus {} is missing: {error}", directory.display()))
-        .map(|entry| entry.expect("a corpus entry").path())
-        .filter(|path| path.is_file())
-        .collect();
-    inputs.sort();
-    assert!(
-        !inputs.is_empty(),
-        "the corpus {} is empty",
-        directory.display()
+    corpus::replay(
+        env!("CARGO_MANIFEST_DIR"),
+        "access_token",
+        access_token::run,
     );
-    for input in &inputs {
-        let data = std::fs::read(input).expect("a corpus input");
-        if std::panic::catch_unwind(|| access_token::run(&data)).is_err() {
-            panic!("access_token: the input {} panicked", input.display());
-        }
-    }
 }
 
 /// The seeds signed with the harness's key are accepted, and each hostile one refused: the
@@ -35,8 +21,7 @@ fn access_token_corpus() {
 #[test]
 fn the_seeds_reach_the_checks_they_are_named_for() {
     use entra_identity_web::Rejection;
-    let directory =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/access_token");
+    let directory = corpus::corpus_directory(env!("CARGO_MANIFEST_DIR"), "access_token");
     let token = |name: &str| {
         let bytes = std::fs::read(directory.join(format!("seed-token-{name}"))).expect("seed");
         String::from_utf8(bytes[1..].to_vec()).expect("utf-8")
