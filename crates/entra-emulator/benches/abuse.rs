@@ -13,11 +13,9 @@ mod abuse;
 
 use std::time::{Duration, Instant};
 
-use entra_emulator::{ApplicationConfig, Emulator, EmulatorConfig, TenantConfig};
+mod common;
 
-const TENANT: &str = "bench.example";
-const CLIENT_ID: &str = "b0000000-0000-0000-0000-000000000001";
-const SECRET: &str = "bench-secret";
+use common::{CLIENT_ID, SECRET, TENANT, start_emulator, trusting_client};
 
 fn main() {
     let mut args = std::env::args().skip(1).filter(|arg| !arg.starts_with('-'));
@@ -29,31 +27,8 @@ fn main() {
         .build()
         .expect("runtime");
     runtime.block_on(async move {
-        let config = EmulatorConfig {
-            tenants: vec![TenantConfig {
-                domains: vec![TENANT.to_owned()],
-                applications: vec![ApplicationConfig {
-                    client_id: Some(CLIENT_ID.to_owned()),
-                    secrets: vec![SECRET.to_owned()],
-                    ..ApplicationConfig::default()
-                }],
-                ..TenantConfig::default()
-            }],
-            ..EmulatorConfig::default()
-        };
-        let emulator = Emulator::builder()
-            .config(config)
-            .start()
-            .await
-            .expect("emulator");
-        let client = || {
-            reqwest::Client::builder()
-                .add_root_certificate(
-                    reqwest::Certificate::from_pem(emulator.ca_pem().as_bytes()).expect("ca"),
-                )
-                .build()
-                .expect("client")
-        };
+        let emulator = start_emulator().await;
+        let client = || trusting_client(&emulator).build().expect("client");
         let victim = client();
         let token_url = emulator.token_endpoint(TENANT);
 

@@ -12,11 +12,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use entra_emulator::{ApplicationConfig, Emulator, EmulatorConfig, TenantConfig};
+mod common;
 
-const TENANT: &str = "bench.example";
-const CLIENT_ID: &str = "b0000000-0000-0000-0000-000000000001";
-const SECRET: &str = "bench-secret";
+use common::{CLIENT_ID, SECRET, TENANT, start_emulator, trusting_client};
 
 struct Figures {
     requests_per_second: f64,
@@ -33,27 +31,8 @@ fn main() {
         .build()
         .expect("runtime");
     runtime.block_on(async move {
-        let config = EmulatorConfig {
-            tenants: vec![TenantConfig {
-                domains: vec![TENANT.to_owned()],
-                applications: vec![ApplicationConfig {
-                    client_id: Some(CLIENT_ID.to_owned()),
-                    secrets: vec![SECRET.to_owned()],
-                    ..ApplicationConfig::default()
-                }],
-                ..TenantConfig::default()
-            }],
-            ..EmulatorConfig::default()
-        };
-        let emulator = Emulator::builder()
-            .config(config)
-            .start()
-            .await
-            .expect("emulator");
-        let client = reqwest::Client::builder()
-            .add_root_certificate(
-                reqwest::Certificate::from_pem(emulator.ca_pem().as_bytes()).expect("ca"),
-            )
+        let emulator = start_emulator().await;
+        let client = trusting_client(&emulator)
             .pool_max_idle_per_host(concurrency)
             .build()
             .expect("client");
