@@ -429,17 +429,7 @@ fn the_documented_session_runs_as_written() {
     assert_eq!(all.matches("Authorization: Bearer eyJ").count(), 2, "{all}");
     // The session stopped the emulator and it removed its state directory: TMPDIR holds only
     // what the session wrote in its working directory.
-    let left: Vec<_> = std::fs::read_dir(tmp.path())
-        .expect("tmp")
-        .map(|entry| {
-            entry
-                .expect("entry")
-                .file_name()
-                .to_string_lossy()
-                .into_owned()
-        })
-        .filter(|name| name.starts_with("entra-emulator-"))
-        .collect();
+    let left = state_dirs_in(tmp.path());
     assert!(left.is_empty(), "{left:?}");
 }
 
@@ -463,6 +453,21 @@ fn the_readme_session_runs_as_written() {
     );
     assert_eq!(answer["tokenType"], "Bearer", "{stdout}");
     assert!(!stderr.contains("error"), "{stderr}");
+}
+
+/// The emulator state directories (made without `--state-dir`) left in `dir`.
+fn state_dirs_in(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .expect("the directory")
+        .map(|entry| {
+            entry
+                .expect("entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .filter(|name| name.starts_with("entra-emulator-"))
+        .collect()
 }
 
 /// Runs `script` with bash as a user's shell would: `entra` on PATH, job control for `%1`,
@@ -512,17 +517,7 @@ fn the_session_in_the_help_runs_as_written() {
         2,
         "{output:?}"
     );
-    let left: Vec<_> = std::fs::read_dir(tmp.path())
-        .expect("tmp")
-        .map(|entry| {
-            entry
-                .expect("entry")
-                .file_name()
-                .to_string_lossy()
-                .into_owned()
-        })
-        .filter(|name| name.starts_with("entra-emulator-"))
-        .collect();
+    let left = state_dirs_in(tmp.path());
     assert!(left.is_empty(), "{left:?}");
 }
 
